@@ -1,0 +1,185 @@
+"""The agent loop: query the model, execute its tool calls, verify, until something stops it.
+
+    run()   while True: step(); a Stop, Ctrl-C or a LoopError ends it; `finally` saves the record
+    step()  take a reloaded spec, check the limits, query the model, execute the calls, verify
+
+Policies live elsewhere: the prompt budget in context.py, limits and progress in limits.py,
+checks in checks.py, tools in tools.py, hot reload in watch.py, sub-loops in subloop.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .artifacts import Artifacts
+from .checks import CheckResult, Verifier, failure_report
+from .context import Context, initial_messages
+from .display import Display
+from .errors import LoopError, RunError
+from .limits import Counters, Limits, Progress
+from .model import Model, ToolCall, Turn
+from .spec import ModelSpec
+from .resolve import Resolved
+from .shell import kill_all
+from .snapshot import Snapshot
+from .status import Failed, Finished, Interrupted, Stop, Verified
+from .tokens import Counter
+from .tools import Hooks, Toolbox
+from .trace import Record
+
+REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its result will not change. "
+                 "Try a different approach.]")
+
+
+class Loop:
+    def __init__(self, resolved: Resolved, workdir: Path, record: Record, model: Model, *,
+                 model_for: Callable[[ModelSpec], Model] | None = None, display: Display | None = None,
+                 watcher: Any = None, state: dict[str, Any] | None = None, parent: str | None = None):
+        self.workdir, self.record, self.model, self.model_for = workdir, record, model, model_for
+        self.display, self.watcher, self.parent = display, watcher, parent
+        state = state or {}
+        self.counters = Counters.restore(state["counters"]) if state else Counters()
+        self.artifacts = Artifacts(record.folder / "artifacts", state.get("artifacts", 0))
+        folder = record.folder / "snapshot"
+        self.snapshot = Snapshot.load(workdir, folder) if state else Snapshot.take(workdir, folder)
+        self.progress = Progress(workdir, **state.get("progress", {}))
+        self.last_results: list[CheckResult] = []
+        counter, settings = Counter(resolved.spec.model.name), resolved.spec.context
+        self.context = (Context.restore(state["context"], settings, counter, self.artifacts) if state else
+                        Context(settings, counter, self.artifacts, initial_messages(resolved.renderer(workdir))))
+        self.configure(resolved)
+
+    def configure(self, resolved: Resolved) -> None:
+        """Build everything that follows from the spec; a hot reload calls this again."""
+        from .subloop import run_subloop
+
+        self.resolved, self.spec = resolved, resolved.spec
+        self.renderer = resolved.renderer(self.workdir)
+        self.limits = Limits(self.spec.stop)
+        self.verifier = Verifier(self.spec, self.renderer, self.workdir, self.snapshot)
+        hooks = Hooks(self.context.notes, self.artifacts.read, lambda tool, args: run_subloop(self, tool, args),
+                      lambda: self.limits.time_left(self.counters))
+        self.toolbox = Toolbox(self.spec, self.renderer, hooks, self.workdir)
+        self.context.settings = self.spec.context
+        self.context.tools_tokens = self.context.counter.tools(self.toolbox.schemas())
+
+    def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
+        event = self.record.event(type_, self.counters.iteration, **fields)
+        if self.display:
+            self.display.event(event)
+        return event
+
+    def run(self, opening: tuple[str, dict[str, Any]] | None = None) -> Stop:
+        outcome: Stop = Failed(RunError("the run ended on an unexpected error; see the traceback"))
+        kind, fields = opening or ("run_started", self.started_fields())
+        self.emit(kind, **fields)
+        self.record.write_spec(self.spec.view())
+        self.save()
+        try:
+            while True:
+                self.step()
+        except Stop as stop:
+            outcome = stop
+        except KeyboardInterrupt:
+            outcome = Interrupted("interrupted (Ctrl-C); `loop resume` continues the run")
+        except LoopError as error:
+            outcome = Failed(error)
+        finally:
+            kill_all()
+            self.close(outcome)
+        return outcome
+
+    def step(self) -> None:
+        if self.watcher is not None:
+            self.watcher.apply(self)
+        self.limits.check(self.counters, self.progress)
+        self.counters.iteration += 1
+        turn = self.query()
+        finished = self.execute(turn.tool_calls)
+        results = self.verify(final=finished or not turn.tool_calls)
+        self.progress.iteration_done(turn.tool_calls, results)
+        self.save()
+
+    def query(self) -> Turn:
+        compaction = self.context.fit(self.summarize)
+        if compaction:
+            self.emit("compaction", **compaction)
+        turn = self.model.complete(self.context.prompt(), self.toolbox.schemas())
+        self.account(turn, "act")
+        self.context.add_turn(turn)
+        return turn
+
+    def summarize(self, previous: str, transcript: str) -> str:
+        objective = self.renderer.field(("objective",), self.spec.objective, self.counters.iteration)
+        prompt = self.renderer.prompt("summarize", self.counters.iteration, objective=objective,
+                                      previous=previous, transcript=transcript)
+        turn = self.model.complete([{"role": "user", "content": prompt}], [], purpose="summarize")
+        self.account(turn, "summarize")
+        return turn.text
+
+    def account(self, turn: Turn, purpose: str) -> None:
+        self.counters.add(turn.prompt_tokens, turn.completion_tokens, turn.cost_usd)
+        self.emit("model_call", purpose=purpose, model=turn.model, prompt_tokens=turn.prompt_tokens,
+                  completion_tokens=turn.completion_tokens, cost_usd=turn.cost_usd,
+                  latency_s=round(turn.latency_s, 4), tool_calls=[c.name for c in turn.tool_calls],
+                  text=turn.text[:500], context_tokens=self.context.tokens())
+
+    def execute(self, calls: list[ToolCall]) -> bool:
+        """Run every call of the turn; True if one of them was `finish`."""
+        finished = False
+        for call in calls:
+            repeated = self.progress.note_call(call)
+            started = time.monotonic()
+            result = self.toolbox.call(call)
+            output = result.output + (REPEAT_NOTICE if repeated else "")
+            artifact = self.context.add_tool_result(call.id, call.name, output)
+            self.emit("tool_call", name=call.name, args=call.args if call.args is not None else call.raw,
+                      ok=result.ok, duration_s=round(time.monotonic() - started, 4),
+                      output_preview=output[:300], artifact=artifact, **result.record)
+            finished = finished or result.finish
+        return finished
+
+    def verify(self, final: bool) -> list[CheckResult] | None:
+        """Run the checks that are due; all of them passing in one round ends the run verified."""
+        if final and not self.spec.verify.checks:
+            raise Finished("the model stopped, and no checks are defined")
+        checks = self.verifier.due(final)
+        if not checks:
+            return None
+        results = self.verifier.run(checks, self.counters.iteration, self.limits.time_left(self.counters))
+        for result in results:
+            self.counters.add(result.prompt_tokens, result.completion_tokens, result.cost_usd)
+        self.last_results = results
+        self.emit("verify", final=final, results=[r.record() for r in results])
+        if all(r.passed for r in results):
+            if len(results) == len(self.spec.verify.checks):
+                raise Verified(f"all {len(results)} checks passed")
+        else:
+            self.context.add_user(failure_report(self.renderer, results, self.counters.iteration), "report")
+        return results
+
+    def started_fields(self) -> dict[str, Any]:
+        from .provenance import git_info
+
+        return {"run_id": self.record.run_id, "spec_name": self.spec.name, "spec_sha256": self.resolved.sha256,
+                "spec_file": str(self.resolved.file), **git_info(self.resolved.file), "model": self.model.name,
+                "workdir": str(self.workdir), "parent_run": self.parent, "pid": os.getpid()}
+
+    def save(self) -> None:
+        self.record.save_state({
+            "run_id": self.record.run_id, "spec_file": str(self.resolved.file), "workdir": str(self.workdir),
+            "parent_run": self.parent, "counters": self.counters.state(), "context": self.context.state(),
+            "progress": self.progress.state(), "artifacts": self.artifacts.count,
+            "model_position": getattr(self.model, "position", None), "trace_bytes": self.record.trace_size()})
+
+    def close(self, outcome: Stop) -> None:
+        self.outcome = outcome
+        self.emit("run_finished", status=outcome.status.value, message=outcome.message,
+                  iterations=self.counters.iteration, prompt_tokens=self.counters.prompt_tokens,
+                  completion_tokens=self.counters.completion_tokens, cost_usd=round(self.counters.cost_usd, 6),
+                  unpriced_calls=self.counters.unpriced_calls, duration_s=round(self.counters.elapsed(), 3))
+        self.save()
+        self.record.close()

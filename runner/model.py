@@ -1,0 +1,198 @@
+"""Talking to a model: one `complete(messages, tools)` call returns a `Turn`.
+
+`LiteLLMModel` reaches any provider litellm knows. litellm is imported on first use only
+(`import litellm` costs seconds), configured for offline use first (no cost-map download, no
+tokenizer download). Retries, backoff and fallbacks are ours: litellm's and the openai SDK's
+own retries are off, because they hide the real error and reset themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from .errors import ModelError
+from .spec import Endpoint, ModelSpec
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    args: dict[str, Any] | None  # None when the model's arguments were not a JSON object
+    raw: str = ""
+
+    def wire(self) -> dict[str, Any]:
+        arguments = self.raw if self.args is None else json.dumps(self.args)
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": arguments}}
+
+
+@dataclass
+class Turn:
+    text: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = 0.0
+    latency_s: float = 0.0
+    model: str = ""
+
+    def message(self) -> dict[str, Any]:
+        """The assistant message as it goes back into the context."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.text or None}
+        if self.tool_calls:
+            message["tool_calls"] = [call.wire() for call in self.tool_calls]
+        return message
+
+
+class Model(Protocol):
+    name: str
+
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                 purpose: str = "act") -> Turn: ...
+
+
+def parse_arguments(raw: Any) -> dict[str, Any] | None:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw or "{}")
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+_litellm: Any = None
+
+
+def litellm() -> Any:
+    """Import litellm once, set up so that importing and counting never reach the network."""
+    global _litellm
+    if _litellm is None:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm as module
+
+        module.suppress_debug_info = True
+        module.disable_hf_tokenizer_download = True
+        module.telemetry = False
+        _litellm = module
+    return _litellm
+
+
+def _retryable(exc: Exception) -> bool:
+    """Errors that a later attempt can cure; a bad key or a bad request will not get better."""
+    lib = litellm()
+    final = (lib.AuthenticationError, lib.BadRequestError, lib.NotFoundError, lib.PermissionDeniedError)
+    return not isinstance(exc, final)
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    try:
+        return min(float(value), 120.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+class LiteLLMModel:
+    def __init__(self, spec: ModelSpec, on_retry: Callable[[dict[str, Any]], None] | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.spec = spec
+        self.name = spec.name
+        self.on_retry = on_retry or (lambda event: None)
+        self.sleep = sleep
+
+    def endpoints(self) -> list[Endpoint]:
+        primary = self.spec
+        inherited = primary.model_dump(include={"temperature", "max_output_tokens", "params"})
+        return [primary] + [Endpoint(**{**inherited, **f.model_dump(exclude_unset=True)})
+                            for f in primary.fallbacks]
+
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                 purpose: str = "act") -> Turn:
+        failures = []
+        for endpoint in self.endpoints():
+            try:
+                return self._with_retries(endpoint, messages, tools)
+            except ModelError as exc:
+                failures.append(str(exc))
+        tried = "; then ".join(failures)
+        raise ModelError(f"the model provider failed: {tried}. Check the key (api_key_env), "
+                         "api_base and model name, or add `fallbacks:`")
+
+    def _with_retries(self, endpoint: Endpoint, messages: list[dict[str, Any]],
+                      tools: list[dict[str, Any]]) -> Turn:
+        attempts = self.spec.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._call(endpoint, messages, tools)
+            except Exception as exc:  # noqa: BLE001 - provider errors come in many classes
+                error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                if attempt == attempts or not _retryable(exc):
+                    raise ModelError(f"{endpoint.name} ({error}) after {attempt} attempt(s)") from exc
+                wait = _retry_after(exc) or self.spec.retry_backoff * 2 ** (attempt - 1)
+                self.on_retry({"model": endpoint.name, "attempt": attempt, "error": error, "wait_s": wait})
+                self.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _call(self, endpoint: Endpoint, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Turn:
+        lib = litellm()
+        kwargs: dict[str, Any] = {"model": endpoint.name, "messages": messages, "max_retries": 0,
+                                  "timeout": self.spec.timeout, **endpoint.params}
+        if tools:
+            kwargs["tools"] = tools
+        if endpoint.temperature is not None:
+            kwargs["temperature"] = endpoint.temperature
+        if endpoint.max_output_tokens:
+            kwargs["max_tokens"] = endpoint.max_output_tokens
+        if endpoint.api_base:
+            kwargs["api_base"] = endpoint.api_base
+        key = os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
+        if key is None and endpoint.api_base and not self._key_in_env(endpoint.name):
+            key = "no-key"  # a local OpenAI-compatible server (Ollama, vLLM) wants some key
+        if key:
+            kwargs["api_key"] = key
+        started = time.monotonic()
+        response = lib.completion(**kwargs)
+        return self._turn(endpoint, response, time.monotonic() - started)
+
+    def _key_in_env(self, name: str) -> bool:
+        try:
+            return bool(litellm().validate_environment(model=name).get("keys_in_environment"))
+        except Exception:  # noqa: BLE001 - an unknown provider: let litellm decide
+            return True
+
+    def _turn(self, endpoint: Endpoint, response: Any, latency: float) -> Turn:
+        message = response.choices[0].message
+        calls = [ToolCall(c.id or f"call_{i}", c.function.name, parse_arguments(c.function.arguments),
+                          c.function.arguments or "")
+                 for i, c in enumerate(message.tool_calls or [])]
+        usage = getattr(response, "usage", None)
+        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion = int(getattr(usage, "completion_tokens", 0) or 0)
+        return Turn(message.content or "", calls, prompt, completion,
+                    self._cost(endpoint, response, prompt, completion), latency, endpoint.name)
+
+    def _cost(self, endpoint: Endpoint, response: Any, prompt: int, completion: int) -> float | None:
+        if endpoint.price:
+            return (prompt * endpoint.price.input + completion * endpoint.price.output) / 1e6
+        try:
+            return float(litellm().completion_cost(completion_response=response))
+        except Exception:  # noqa: BLE001 - unknown price: record null, never crash
+            return None
+
+
+def make_model(spec: ModelSpec, on_retry: Callable[[dict[str, Any]], None] | None = None) -> Model:
+    """The model a spec names: the offline scripted model, or any provider through litellm."""
+    if spec.name == "scripted":
+        from pathlib import Path
+
+        from .scripted import ScriptedModel
+
+        assert spec.script is not None
+        return ScriptedModel(Path(spec.script))
+    return LiteLLMModel(spec, on_retry)

@@ -1,0 +1,353 @@
+"""The `.loop.yaml` format: these pydantic models are its single source of truth.
+
+The JSON Schema (`loop schema`), validation and its messages all come from here. Shorthands
+(`model: NAME`, a bare list under `verify`, a tool given by name) are expanded by
+`expand_shorthands`, which the loader applies to each file before merging and the models
+apply again so that a spec built in Python accepts them too.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Literal, Union, get_args, get_origin
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+
+from .located import LDict, LList, wrap
+
+BUILTIN_TOOLS = ("read_file", "write_file", "edit_file", "list_files", "search_files", "shell",
+                 "note", "read_artifact", "finish")
+CHECK_KINDS = ("run", "http", "file", "judge")
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class Jinja:
+    """Marks a field as a Jinja template (rendered with vars, env, spec, iteration, workdir)."""
+
+
+JINJA = Jinja()
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """`90s`, `5m`, `1h`, `250ms` or a number of seconds, as seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(f"bad duration {value!r}: write 90s, 5m, 1h or a number of seconds")
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+def _read_template(value: Any) -> Any:
+    """A template is text, or `{file: path}` whose text is read (the loader made the path absolute)."""
+    if not isinstance(value, dict):
+        return value
+    if set(value) != {"file"} or not isinstance(value["file"], str):
+        raise ValueError("a template is a string or {file: path}")
+    try:
+        return Path(value["file"]).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ValueError(f"cannot read template file {value['file']}: {reason}; "
+                         "the path is relative to the file that names it") from None
+
+
+class FileRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: str = Field(description="Path relative to the file that names it.")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=Union[str, float])]
+Template = Annotated[str, JINJA, BeforeValidator(_read_template, json_schema_input_type=Union[str, FileRef])]
+JinjaStr = Annotated[str, JINJA]
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"bad regular expression: {exc}") from None
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_regex)]
+
+
+def _name_to_map(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+def _list_to_checks(value: Any) -> Any:
+    return {"checks": value} if isinstance(value, list) else value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Price(Strict):
+    input: float = Field(ge=0, description="USD per million prompt tokens.")
+    output: float = Field(ge=0, description="USD per million completion tokens.")
+
+
+class Endpoint(Strict):
+    name: str = Field(min_length=1, description="Any model string litellm accepts, or `scripted`.")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_output_tokens: int | None = Field(None, gt=0)
+    api_base: str | None = Field(None, description="e.g. http://127.0.0.1:11434 for a local server.")
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the key (keys never go in a spec).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Passed through to litellm.")
+    price: Price | None = Field(None, description="Per-token prices when litellm does not know the model.")
+    script: str | None = Field(None, description="For `scripted`: the script of turns to replay.")
+
+    @model_validator(mode="after")
+    def _script_only_for_scripted(self) -> Endpoint:
+        if self.name == "scripted" and not self.script:
+            raise ValueError("the scripted model needs `script: FILE` (a list of turns to replay)")
+        if self.name != "scripted" and self.script:
+            raise ValueError("`script` applies only to `name: scripted`; remove it")
+        return self
+
+
+EndpointRef = Annotated[Endpoint, BeforeValidator(_name_to_map, json_schema_input_type=Union[str, Endpoint])]
+
+
+class ModelSpec(Endpoint):
+    fallbacks: list[EndpointRef] = Field(
+        default_factory=list, description="Tried in order when the provider keeps failing.")
+    retries: int = Field(3, ge=0, description="Retries per model on provider errors.")
+    retry_backoff: Duration = Field(1.0, description="First wait between retries; doubles each time.")
+    timeout: Duration = Field(600.0, description="Timeout of one request.")
+
+
+ModelRef = Annotated[ModelSpec, BeforeValidator(_name_to_map, json_schema_input_type=Union[str, ModelSpec])]
+
+
+class Param(Strict):
+    type: Literal["string", "integer", "number", "boolean"] = "string"
+    description: str = ""
+    default: Any = Field(None, description="Makes the parameter optional.")
+    enum: list[Any] | None = None
+
+
+class ToolSpec(Strict):
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    description: str | None = None
+    drop: bool = Field(False, description="Remove the tool of this name inherited through `extends`.")
+    allow: list[str] | None = Field(None, description="shell: glob patterns over the whole command.")
+    timeout: Duration | None = None
+    command: JinjaStr | None = Field(None, description="A custom tool: command template; args are quoted.")
+    parameters: dict[str, Param] = Field(default_factory=dict)
+    loop: str | None = Field(None, description="A sub-loop tool: the spec it runs.")
+    vars: dict[str, Any] = Field(default_factory=dict, description="Sub-loop: vars passed to it.")
+
+    @model_validator(mode="after")
+    def _known_kind(self) -> ToolSpec:
+        if self.name in BUILTIN_TOOLS:
+            extra = [f for f in ("command", "loop", "parameters", "vars") if f in self.model_fields_set]
+            if extra:
+                raise ValueError(f"`{extra[0]}` does not apply to the built-in tool `{self.name}`; "
+                                 "give a custom tool another name")
+        elif self.command is None and self.loop is None:
+            from difflib import get_close_matches
+
+            close = get_close_matches(self.name, BUILTIN_TOOLS, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            raise ValueError(f"unknown tool `{self.name}`: {hint}built-in tools are "
+                             f"{', '.join(BUILTIN_TOOLS)}; a custom tool needs `command:` or `loop:`")
+        elif self.command is not None and self.loop is not None:
+            raise ValueError("a tool has `command` or `loop`, not both")
+        if self.allow is not None and self.name != "shell":
+            raise ValueError("`allow` applies only to the `shell` tool")
+        return self
+
+
+class HttpCheck(Strict):
+    url: JinjaStr
+    method: str = "GET"
+    headers: dict[str, JinjaStr] = Field(default_factory=dict)
+    body: JinjaStr | dict[str, Any] | list[Any] | None = Field(None, description="A map is sent as JSON.")
+    status: int | list[int] = 200
+    json_: Any = Field(None, alias="json", description="Expected subset of the JSON response.")
+    matches: Regex | None = Field(None, description="Regular expression the body must match.")
+    max_latency: Duration | None = None
+
+
+class FileCheck(Strict):
+    path: JinjaStr = Field(description="Relative to the workdir; a glob matches several files.")
+    exists: bool = True
+    contains: str | None = None
+    not_contains: str | None = None
+    matches: Regex | None = None
+    json_: Any = Field(None, alias="json", description="Expected subset of the file parsed as JSON.")
+    yaml_: Any = Field(None, alias="yaml", description="Expected subset of the file parsed as YAML.")
+    max_size: int | None = Field(None, ge=0, description="Bytes.")
+    unchanged: bool = Field(False, description="The files must be as they were when the run started.")
+
+
+class JudgeInclude(Strict):
+    diff: bool = Field(True, description="The workdir's changes since the run started.")
+    files: list[str] = Field(default_factory=list)
+    commands: list[JinjaStr] = Field(default_factory=list, description="Their output is shown.")
+
+
+class JudgeCheck(Strict):
+    model: ModelRef
+    criteria: JinjaStr
+    include: JudgeInclude = Field(default_factory=JudgeInclude)
+
+
+class Check(Strict):
+    name: str = Field(min_length=1)
+    drop: bool = Field(False, description="Remove the check of this name inherited through `extends`.")
+    run: JinjaStr | None = Field(None, description="A shell command; passes on exit code `expect_exit`.")
+    expect_exit: int = 0
+    metric: Regex | None = Field(None, description="Regex over the output; its number is the progress score.")
+    http: HttpCheck | None = None
+    file: FileCheck | None = None
+    judge: JudgeCheck | None = None
+    timeout: Duration = 300.0
+    when: Literal["finish", "every_iteration"] | None = Field(None, description="Overrides verify.on.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Check:
+        kinds = [k for k in CHECK_KINDS if getattr(self, k) is not None]
+        if not kinds:
+            raise ValueError("a check needs one of `run`, `http`, `file` or `judge`")
+        if len(kinds) > 1:
+            raise ValueError(f"a check has exactly one of run/http/file/judge, this one has "
+                             f"{' and '.join(kinds)}: split it into {len(kinds)} checks")
+        if self.run is None and {"expect_exit", "metric"} & self.model_fields_set:
+            raise ValueError("`expect_exit` and `metric` apply only to `run` checks")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in CHECK_KINDS if getattr(self, k) is not None)
+
+
+class VerifySpec(Strict):
+    on: Literal["finish", "every_iteration"] = "finish"
+    checks: list[Check] = Field(default_factory=list)
+
+
+class ContextSpec(Strict):
+    budget_tokens: int = Field(60000, ge=1000, description="Ceiling for every prompt.")
+    keep_recent: int = Field(8, ge=0, description="Most recent messages always kept verbatim.")
+    compaction: Literal["none", "drop_oldest", "summarize"] = "summarize"
+    offload_over_tokens: int | None = Field(
+        2000, ge=0, description="Larger tool outputs become artifacts; 0 or null turns this off.")
+
+
+class StopSpec(Strict):
+    max_iterations: int = Field(50, gt=0)
+    max_tokens: int | None = Field(None, gt=0, description="Prompt + completion tokens, whole run.")
+    max_cost_usd: float | None = Field(None, gt=0)
+    timeout: Duration | None = Field(None, description="Wall clock of the whole run.")
+    no_progress: int | None = Field(
+        None, gt=0, description="Iterations in a row with no file change and no check improving.")
+
+
+class PromptSpec(Strict):
+    system: Template | None = None
+    task: Template | None = Field(None, description="The first user message (states the objective).")
+    verify_failed: Template | None = None
+    summarize: Template | None = None
+    judge: Template | None = None
+    spec_changed: Template | None = None
+
+
+class Spec(Strict):
+    version: Literal[1] = Field(description="The format version.")
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    extends: str | list[str] | None = Field(
+        None, description="Paths (relative to this file) or template names, merged in order.")
+    vars: dict[str, Any] = Field(default_factory=dict)
+    model: ModelRef
+    objective: Template
+    instructions: Template = ""
+    workdir: str | None = Field(None, description="Default: where `loop run` is started.")
+    tools: list[Annotated[ToolSpec, BeforeValidator(_name_to_map, json_schema_input_type=Union[str, ToolSpec])]] = (
+        Field(default_factory=list))
+    context: ContextSpec = Field(default_factory=ContextSpec)
+    verify: Annotated[VerifySpec, BeforeValidator(
+        _list_to_checks, json_schema_input_type=Union[list[Check], VerifySpec])] = Field(default_factory=VerifySpec)
+    stop: StopSpec = Field(default_factory=StopSpec)
+    prompts: PromptSpec = Field(default_factory=PromptSpec)
+    _view: dict[str, Any] | None = PrivateAttr(None)
+
+    def view(self) -> dict[str, Any]:
+        """The spec as plain data (what templates see as `spec`, and what spec.yaml holds)."""
+        if self._view is None:
+            self._view = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return self._view
+
+    def replace(self, **changes: Any) -> Spec:
+        """A validated copy with some top-level fields replaced, each given as plain data."""
+        return Spec.model_validate({**self.view(), **changes})
+
+    def check_when(self, check: Check) -> str:
+        return check.when or self.verify.on
+
+    def tool(self, name: str) -> ToolSpec | None:
+        return next((t for t in self.tools if t.name == name), None)
+
+
+def template_fields(model: BaseModel, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Every Jinja field set in `model`, as (path, text), found from the `Jinja` marks on the types."""
+    for name, field in type(model).model_fields.items():
+        key = field.alias or name
+        yield from _walk(getattr(model, name), field.annotation, field.metadata, path + (key,))
+
+
+def _walk(value: Any, annotation: Any, metadata: list[Any], path: tuple[Any, ...]) -> Iterator[Any]:
+    if isinstance(value, BaseModel):
+        yield from template_fields(value, path)
+    elif isinstance(value, str) and (JINJA in metadata or _marked(annotation)):
+        yield path, value
+    elif isinstance(value, (list, dict)):
+        inner = _item_type(annotation, list if isinstance(value, list) else dict)
+        items = enumerate(value) if isinstance(value, list) else value.items()
+        for key, item in items:
+            yield from _walk(item, inner, [], path + (key,))
+
+
+def _members(annotation: Any) -> list[Any]:
+    return list(get_args(annotation)) if get_origin(annotation) is Union else [annotation]
+
+
+def _marked(annotation: Any) -> bool:
+    return any(JINJA in getattr(m, "__metadata__", ()) for m in _members(annotation))
+
+
+def _item_type(annotation: Any, container: type) -> Any:
+    for member in _members(annotation):
+        if get_origin(member) is container:
+            return get_args(member)[-1]
+    return None
+
+
+def expand_shorthands(doc: LDict) -> None:
+    """Give one file's raw mapping the long forms, in place, so that merging sees like with like."""
+    for key, long_form in (("model", _name_to_map), ("verify", _list_to_checks)):
+        if key in doc:
+            doc[key] = wrap(long_form(doc[key]), doc.value_locs.get(key))
+    tools = doc.get("tools")
+    if isinstance(tools, LList):
+        for i, item in enumerate(tools):
+            tools[i] = wrap(_name_to_map(item), tools.locs[i])
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the format, as `loop schema` prints it and schema/loop.schema.json holds it."""
+    schema = Spec.model_json_schema(mode="validation")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": "https://github.com/loop-runner/loop/schema/loop.schema.json",
+            "title": "loop spec (.loop.yaml)",
+            "description": "A declarative spec for a long-running, verified LLM agent loop.", **schema}
