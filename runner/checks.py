@@ -84,8 +84,11 @@ def run_check(env: CheckEnv) -> CheckResult:
                            f"timed out after {env.timeout:.0f}s (killed with its children)", tail(output))
     passed = result.exit_code == check.expect_exit
     summary = "passed" if passed else f"exit code {result.exit_code} (expected {check.expect_exit})"
+    metric = _metric(check.metric, output)
+    if metric is not None and check.better == "lower":
+        metric = -metric  # progress compares scores as "higher is better"
     return CheckResult(check.name, "run", passed, result.duration_s, summary, tail(output),
-                       result.exit_code, _metric(check.metric, output))
+                       result.exit_code, metric)
 
 
 def mismatch(expected: Any, actual: Any, path: str = "$") -> str | None:

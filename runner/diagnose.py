@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import Problem, field_path
 from .located import LDict, LList, Loc, locate
+from .spec import NAME_PATTERN
 
 _SECRET_KEY = re.compile(r"(?i)(^|[_-])(api_?key|key|token|secret|password|passwd|authorization|credentials?)$")
 _SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_-]{16,}|ghp_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16})\b")
@@ -62,6 +63,8 @@ def _message(errors: list[dict[str, Any]], path: tuple[Any, ...], model: type[Ba
         return msg.split(", ", 1)[1] if msg.startswith(("Value error, ", "Assertion failed, ")) else msg
     if kind == "literal_error":
         return _literal_message(error)
+    if kind == "string_pattern_mismatch":
+        return _pattern_message(error)
     if len(errors) > 1:
         wanted = [m.group(1) for m in (re.match(r"Input should be (.*)", e["msg"]) for e in errors) if m]
         if wanted:
@@ -70,11 +73,20 @@ def _message(errors: list[dict[str, Any]], path: tuple[Any, ...], model: type[Ba
 
 
 def _literal_message(error: dict[str, Any]) -> str:
-    expected = re.findall(r"'([^']*)'", error.get("ctx", {}).get("expected", ""))
+    allowed = error.get("ctx", {}).get("expected", "")
     given = error.get("input")
-    close = difflib.get_close_matches(str(given), expected, n=1) if isinstance(given, str) else []
+    names = re.findall(r"'([^']*)'", allowed)
+    close = difflib.get_close_matches(str(given), names, n=1) if isinstance(given, str) else []
     hint = f"; did you mean `{close[0]}`?" if close else ""
-    return f"{_short(given)} is not one of: {', '.join(expected)}{hint}"
+    return f"{_short(given)} is not allowed here; expected {allowed}{hint}"
+
+
+def _pattern_message(error: dict[str, Any]) -> str:
+    given = error.get("input")
+    if error.get("ctx", {}).get("pattern") == NAME_PATTERN and isinstance(given, str):
+        suggestion = re.sub(r"[^a-z0-9_-]+", "-", given.lower()).strip("-_") or "my-loop"
+        return f"a name uses lowercase letters, digits, - and _ (got {given!r}; try `{suggestion}`)"
+    return f"{_short(given)} does not match the pattern {error.get('ctx', {}).get('pattern')}"
 
 
 def _short(value: Any) -> str:

@@ -104,7 +104,8 @@ class _Builder:
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
-            raise _error(self.file, node.start_mark, f"cannot read this value: {exc}") from None
+            reason = getattr(exc, "problem", None) or str(exc)
+            raise _error(self.file, node.start_mark, f"cannot read this value: {reason}") from None
 
     def _mapping(self, node: yaml.MappingNode) -> LDict:
         result = LDict(loc=_loc(self.file, node))

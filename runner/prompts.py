@@ -99,7 +99,7 @@ def validate_templates(renderer: Renderer) -> list[Problem]:
         problems += problems_of(renderer.field, path, text, **extra)
     for kind in PROMPTS:
         problems += problems_of(renderer.prompt, kind, **SAMPLES[kind])
-    return problems
+    return list(dict.fromkeys(problems))  # a prompt override fails as a field and as a prompt
 
 
 def _sample_args(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -61,9 +61,7 @@ def load_script(path: Path) -> list[ScriptTurn]:
     try:
         return Script.model_validate(tree).turns
     except ValidationError as exc:
-        problems = validation_problems(exc, tree, Script)
-        raise SpecError([Problem(p.file, p.line, p.col, p.path.removeprefix("turns"), p.message)
-                         for p in problems]) from None
+        raise SpecError(validation_problems(exc, tree, Script)) from None
 
 
 class ScriptedModel:

@@ -139,7 +139,7 @@ class ToolSpec(Strict):
     name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
     drop: bool = Field(False, description="Remove the tool of this name inherited through `extends`.")
-    allow: list[str] | None = Field(None, description="shell: glob patterns over the whole command.")
+    allow: list[JinjaStr] | None = Field(None, description="shell: glob patterns over the whole command.")
     timeout: Duration | None = None
     command: JinjaStr | None = Field(None, description="A custom tool: command template; args are quoted.")
     parameters: dict[str, Param] = Field(default_factory=dict)
@@ -208,6 +208,7 @@ class Check(Strict):
     run: JinjaStr | None = Field(None, description="A shell command; passes on exit code `expect_exit`.")
     expect_exit: int = 0
     metric: Regex | None = Field(None, description="Regex over the output; its number is the progress score.")
+    better: Literal["higher", "lower"] = Field("higher", description="Which way the metric improves.")
     http: HttpCheck | None = None
     file: FileCheck | None = None
     judge: JudgeCheck | None = None
@@ -222,8 +223,8 @@ class Check(Strict):
         if len(kinds) > 1:
             raise ValueError(f"a check has exactly one of run/http/file/judge, this one has "
                              f"{' and '.join(kinds)}: split it into {len(kinds)} checks")
-        if self.run is None and {"expect_exit", "metric"} & self.model_fields_set:
-            raise ValueError("`expect_exit` and `metric` apply only to `run` checks")
+        if self.run is None and {"expect_exit", "metric", "better"} & self.model_fields_set:
+            raise ValueError("`expect_exit`, `metric` and `better` apply only to `run` checks")
         return self
 
     @property

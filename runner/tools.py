@@ -152,7 +152,8 @@ class Toolbox:
         return self._command(tool, args)
 
     def _shell(self, tool: ToolSpec, command: str) -> ToolResult:
-        patterns = tool.allow or []
+        index = self.spec.tools.index(tool)
+        patterns = [self.renderer.field(("tools", index, "allow", i), p) for i, p in enumerate(tool.allow or [])]
         if not allowed(command, patterns):
             shown = ", ".join(f"`{p}`" for p in patterns) or "none"
             raise ToolFailure(f"`{command}` is not allowed. Allowed patterns: {shown}. A command that "
