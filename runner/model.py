@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -89,13 +90,23 @@ def _retryable(exc: Exception) -> bool:
     return not isinstance(exc, final)
 
 
+def _reason(exc: Exception) -> str:
+    """The provider's words, without the class names litellm repeats in front of them."""
+    text = re.sub(r"^(litellm\.\w+: )?(\w+Error: )?", "", str(exc).strip())
+    return text[:300]
+
+
 def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    """The provider's Retry-After, in seconds (litellm keeps the real headers apart from `response`)."""
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None), "headers", None)
+    value = headers.get("retry-after") if headers else None
     try:
         return min(float(value), 120.0) if value is not None else None
     except ValueError:
         return None
+
+
+COOLDOWN_S = 60.0  # a model that failed every attempt is skipped this long, so calls go to a fallback
 
 
 class LiteLLMModel:
@@ -105,6 +116,7 @@ class LiteLLMModel:
         self.name = spec.name
         self.on_retry = on_retry or (lambda event: None)
         self.sleep = sleep
+        self.cooling: dict[str, float] = {}  # model name -> when it may be tried again
 
     def endpoints(self) -> list[Endpoint]:
         primary = self.spec
@@ -115,11 +127,14 @@ class LiteLLMModel:
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                  purpose: str = "act") -> Turn:
         failures = []
-        for endpoint in self.endpoints():
+        endpoints = self.endpoints()
+        ready = [e for e in endpoints if self.cooling.get(e.name, 0.0) <= time.monotonic()] or endpoints
+        for endpoint in ready:
             try:
                 return self._with_retries(endpoint, messages, tools)
             except ModelError as exc:
                 failures.append(str(exc))
+                self.cooling[endpoint.name] = time.monotonic() + COOLDOWN_S
         tried = "; then ".join(failures)
         raise ModelError(f"the model provider failed: {tried}. Check the key (api_key_env), "
                          "api_base and model name, or add `fallbacks:`")
@@ -131,7 +146,7 @@ class LiteLLMModel:
             try:
                 return self._call(endpoint, messages, tools)
             except Exception as exc:  # noqa: BLE001 - provider errors come in many classes
-                error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                error = f"{type(exc).__name__}: {_reason(exc)}"
                 if attempt == attempts or not _retryable(exc):
                     raise ModelError(f"{endpoint.name} ({error}) after {attempt} attempt(s)") from exc
                 wait = _retry_after(exc) or self.spec.retry_backoff * 2 ** (attempt - 1)
@@ -181,7 +196,8 @@ class LiteLLMModel:
         if endpoint.price:
             return (prompt * endpoint.price.input + completion * endpoint.price.output) / 1e6
         try:
-            return float(litellm().completion_cost(completion_response=response))
+            # priced as the model the spec asked for, whatever name the server answers with
+            return float(litellm().completion_cost(completion_response=response, model=endpoint.name))
         except Exception:  # noqa: BLE001 - unknown price: record null, never crash
             return None
 

@@ -185,9 +185,8 @@ def _merge_named(base: LList, over: LList, path: tuple[Any, ...]) -> LList:
     items: list[Any] = list(base)
     locs = list(base.locs)
     for item, loc in zip(over, over.locs):
-        name = item.get("name") if isinstance(item, dict) else None
-        index = next((i for i, old in enumerate(items)
-                      if name is not None and isinstance(old, dict) and old.get("name") == name), None)
+        name = _item_name(item)
+        index = next((i for i, old in enumerate(items) if name is not None and _item_name(old) == name), None)
         if index is None:
             items.append(item)
             locs.append(loc)
@@ -205,12 +204,18 @@ def _refuse_duplicates(doc: LDict) -> None:
             continue
         seen: set[Any] = set()
         for i, item in enumerate(items):
-            name = item.get("name") if isinstance(item, dict) else None
+            name = _item_name(item)
             if name is not None and name in seen:
                 loc = items.locs[i] or doc.loc
                 raise SpecError([_at(loc, field_path(path + (i,)),
                                      f"a second entry named `{name}`; names in this list must be unique")])
             seen.add(name)
+
+
+def _item_name(item: Any) -> str | None:
+    """The `name` of an item of `tools` or `verify.checks`, if it has a usable one."""
+    name = item.get("name") if isinstance(item, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _stray_drops(tree: LDict) -> list[Problem]:

@@ -1,0 +1,40 @@
+"""Small helpers shared by tests."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting to be reaped."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_until(predicate: Any, timeout: float = 5.0, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def run_folder(runs: Path) -> Path:
+    """The single run recorded under `runs` (top-level runs only, not sub-loops)."""
+    folders = [p for p in runs.iterdir() if p.is_dir()]
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def events(folder: Path, type_: str | None = None) -> list[dict[str, Any]]:
+    lines = (folder / "trace.jsonl").read_text().splitlines()
+    parsed = [json.loads(line) for line in lines]
+    return [e for e in parsed if type_ is None or e["type"] == type_]

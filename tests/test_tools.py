@@ -1,0 +1,177 @@
+"""Tools: confined to the workdir, only the listed ones, failing as messages and never as crashes."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from helpers import alive, wait_until
+
+from runner.model import ToolCall
+from runner.resolve import resolve
+from runner.shell import allowed, run_command
+from runner.tools import Hooks, Toolbox
+
+SPEC = """
+version: 1
+name: tools
+model: m
+objective: o
+tools:
+  - read_file
+  - write_file
+  - edit_file
+  - list_files
+  - search_files
+  - name: shell
+    allow: ["ls*", "echo *", "git diff --stat", "python3 -m pytest -q tests/*", "cat a.txt | wc -l"]
+    timeout: 5s
+  - name: greet
+    command: "echo hello {{ args.who }} {{ args.times }}"
+    parameters:
+      who: {type: string}
+      times: {type: integer, default: 1}
+      loud: {type: boolean, default: false}
+"""
+
+
+@pytest.fixture
+def box(write, tmp_path):
+    write("work/a.txt", "alpha\nbeta\ngamma\n")
+    write("work/sub/b.py", "def f():\n    return 1\n")
+    write("secret.txt", "outside")
+    spec_file = write("tools.loop.yaml", SPEC)
+    resolved = resolve(spec_file)
+    workdir = tmp_path / "work"
+    return Toolbox(resolved.spec, resolved.renderer(workdir), Hooks(), workdir)
+
+
+def call(box, name, **args):
+    return box.call(ToolCall("id1", name, args))
+
+
+def test_file_tools_read_write_edit_list_search(box, tmp_path):
+    assert call(box, "read_file", path="a.txt").output == "alpha\nbeta\ngamma\n"
+    assert call(box, "read_file", path="a.txt", start_line=2, end_line=2).output == "beta\n"
+    assert call(box, "write_file", path="new/c.txt", content="hi").ok
+    assert (tmp_path / "work/new/c.txt").read_text() == "hi"
+    again = call(box, "write_file", path="new/c.txt", content="hi")
+    assert again.ok and "nothing changed" in again.output  # idempotent
+    assert call(box, "edit_file", path="a.txt", old="beta", new="BETA").ok
+    assert (tmp_path / "work/a.txt").read_text() == "alpha\nBETA\ngamma\n"
+    assert call(box, "list_files").output.splitlines() == ["a.txt", "new/c.txt", "sub/b.py"]
+    assert call(box, "list_files", pattern="*.py").output == "sub/b.py"
+    assert call(box, "search_files", pattern=r"return \d").output == "sub/b.py:2:     return 1"
+
+
+def test_edit_fails_when_the_old_text_is_absent_or_ambiguous(box, tmp_path):
+    (tmp_path / "work/dup.txt").write_text("x\nx\n")
+    absent = call(box, "edit_file", path="a.txt", old="delta", new="D")
+    ambiguous = call(box, "edit_file", path="dup.txt", old="x", new="y")
+    assert not absent.ok and "not found" in absent.output
+    assert not ambiguous.ok and "occurs 2 times" in ambiguous.output
+    assert (tmp_path / "work/dup.txt").read_text() == "x\nx\n"
+
+
+ESCAPES = ["../secret.txt", "/etc/passwd", "sub/../../secret.txt", "./sub/../../secret.txt", "~/x",
+           "link_out/secret.txt", "link_file", ".loop/runs/x"]
+
+
+@pytest.mark.parametrize("path", ESCAPES)
+@pytest.mark.parametrize("tool,extra", [("read_file", {}), ("write_file", {"content": "x"}),
+                                        ("edit_file", {"old": "o", "new": "n"}), ("list_files", {}),
+                                        ("search_files", {"pattern": "x"})])
+def test_every_file_tool_refuses_paths_that_leave_the_workdir(box, tmp_path, path, tool, extra):
+    work = tmp_path / "work"
+    if not (work / "link_out").exists():
+        os.symlink(tmp_path, work / "link_out")
+        os.symlink(tmp_path / "secret.txt", work / "link_file")
+    result = call(box, tool, path=path, **extra)
+    assert not result.ok
+    assert any(word in result.output for word in ("outside the workdir", "absolute", "off limits"))
+    assert (tmp_path / "secret.txt").read_text() == "outside"
+
+
+def test_search_and_list_skip_symlinks_that_point_outside(box, tmp_path):
+    os.symlink(tmp_path / "secret.txt", tmp_path / "work/leak.txt")
+    assert "outside" not in call(box, "search_files", pattern="outside").output
+    assert "leak.txt" not in call(box, "list_files").output
+
+
+def test_only_listed_tools_are_offered_and_others_are_refused(box):
+    offered = [s["function"]["name"] for s in box.schemas()]
+    assert offered == ["read_file", "write_file", "edit_file", "list_files", "search_files", "shell", "greet",
+                       "finish", "note", "read_artifact"]
+    refused = call(box, "delete_everything", path=".")
+    assert not refused.ok and "not a tool you can call" in refused.output and "read_file" in refused.output
+
+
+def test_bad_arguments_come_back_as_messages(box):
+    assert "missing argument `path`" in call(box, "read_file").output
+    assert "must be a integer" in call(box, "read_file", path="a.txt", start_line="2").output
+    assert "unknown argument(s) colour" in call(box, "read_file", path="a.txt", colour="red").output
+    bad_json = box.call(ToolCall("id", "read_file", None, raw="{path: a.txt"))
+    assert not bad_json.ok and "not a JSON object" in bad_json.output
+
+
+def test_custom_command_quotes_every_argument(box, tmp_path):
+    result = call(box, "greet", who="world; touch pwned $(touch pwned2)", times=2)
+    assert result.ok
+    assert "hello world; touch pwned $(touch pwned2) 2" in result.output
+    assert not (tmp_path / "work/pwned").exists() and not (tmp_path / "work/pwned2").exists()
+    assert "must be a integer" in call(box, "greet", who="x", times="many").output
+
+
+ALLOWED = ["ls", "ls -la sub", "echo hi", "git diff --stat", "python3 -m pytest -q tests/test_a.py", "cat a.txt | wc -l"]
+REFUSED = [
+    "rm -rf /", "ls; rm -rf /", "ls && rm x", "ls || rm x", "ls | sh", "echo `id`", "echo $(id)", "ls > out",
+    "ls < /etc/passwd", "ls >> out", "echo ${IFS}", "echo $HOME", "ls\nrm x", "ls\rrm x", "ls &", "ls *",
+    "ls ?", "ls [a]", "FOO=1 ls", "git diff --stat; ls", "git diff --stat --output=x", "(ls)", "{ ls; }",
+    "cat a.txt | wc -l | sh", "cat a.txt |  wc -l", "python3 -m pytest -q tests/x; id", "ls 2>&1",
+    "echo hi >/dev/null", "ls $'\\x3b' id",
+]
+
+
+@pytest.mark.parametrize("command", ALLOWED)
+def test_shell_allows_what_a_pattern_covers(command):
+    assert allowed(command, SPEC_PATTERNS)
+
+
+@pytest.mark.parametrize("command", REFUSED)
+def test_shell_refuses_every_bypass_the_patterns_do_not_spell_out(command, box, tmp_path):
+    assert not allowed(command, SPEC_PATTERNS)
+    result = call(box, "shell", command=command)
+    assert not result.ok and "is not allowed" in result.output
+
+
+SPEC_PATTERNS = ["ls*", "echo *", "git diff --stat", "python3 -m pytest -q tests/*", "cat a.txt | wc -l"]
+
+
+def test_shell_runs_an_allowed_command_in_the_workdir(box):
+    result = call(box, "shell", command="ls")
+    assert result.ok and "a.txt" in result.output and "[exit code 0]" in result.output
+    piped = call(box, "shell", command="cat a.txt | wc -l")
+    assert piped.ok and piped.output.startswith("3")
+
+
+def test_a_command_that_times_out_is_killed_with_all_its_children(tmp_path):
+    started = time.monotonic()
+    result = run_command("sleep 60 & echo $! > child.pid; sleep 60", tmp_path, timeout=0.5)
+    assert result.timed_out and result.exit_code is None
+    assert time.monotonic() - started < 5
+    child = int((tmp_path / "child.pid").read_text())
+    assert wait_until(lambda: not alive(child)), "the background child survived the timeout"
+
+
+def test_background_children_do_not_outlive_a_finished_command(tmp_path):
+    result = run_command("(sleep 60 & echo $! > child.pid); echo done", tmp_path, timeout=10)
+    assert result.exit_code == 0 and result.output.strip() == "done"
+    child = int((tmp_path / "child.pid").read_text())
+    assert wait_until(lambda: not alive(child))
+
+
+def test_huge_output_is_cut_with_a_note(tmp_path, monkeypatch):
+    monkeypatch.setattr("runner.shell.MAX_CAPTURE", 1000)
+    result = run_command("seq 1 100000", tmp_path, timeout=10)
+    assert "bytes of output cut here" in result.output and len(result.output) < 1200
+    assert result.output.startswith("1\n2\n") and result.output.rstrip().endswith("100000")
