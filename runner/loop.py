@@ -76,7 +76,7 @@ class Loop:
         outcome: Stop = Failed(RunError("the run ended on an unexpected error; see the traceback"))
         kind, fields = opening or ("run_started", self.started_fields())
         self.emit(kind, **fields)
-        self.record.write_spec(self.spec.view())
+        self.record.write_spec(self.spec.document())
         self.save()
         try:
             while True:

@@ -30,12 +30,14 @@ LIMIT_OPTIONS = {Status.MAX_ITERATIONS: "max_iterations", Status.MAX_TOKENS: "ma
 
 def with_overrides(resolved: Resolved, model: str | None = None, **stop: Any) -> Resolved:
     """The spec with command-line overrides (--model, --max-iterations, ...) applied."""
+    document = resolved.spec.document()
     changes: dict[str, Any] = {}
     if model:
-        changes["model"] = {**resolved.spec.view()["model"], "name": model}
+        own = {k: v for k, v in document["model"].items() if k != "script" or model == "scripted"}
+        changes["model"] = {**own, "name": model}
     stop = {k: v for k, v in stop.items() if v is not None}
     if stop:
-        changes["stop"] = {**resolved.spec.view()["stop"], **stop}
+        changes["stop"] = {**document.get("stop", {}), **stop}
     return dataclasses.replace(resolved, spec=resolved.spec.replace(**changes)) if changes else resolved
 
 

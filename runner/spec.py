@@ -284,14 +284,19 @@ class Spec(Strict):
     _view: dict[str, Any] | None = PrivateAttr(None)
 
     def view(self) -> dict[str, Any]:
-        """The spec as plain data (what templates see as `spec`, and what spec.yaml holds)."""
+        """The spec with every default filled in, as plain data: what templates see as `spec`."""
         if self._view is None:
             self._view = self.model_dump(mode="json", by_alias=True, exclude_none=True)
         return self._view
 
+    def document(self) -> dict[str, Any]:
+        """The spec as written, with only the fields that were set: what spec.yaml holds, and what
+        validates again to the same spec (the full `view` would set every default explicitly)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
     def replace(self, **changes: Any) -> Spec:
         """A validated copy with some top-level fields replaced, each given as plain data."""
-        return Spec.model_validate({**self.view(), **changes})
+        return Spec.model_validate({**self.document(), **changes})
 
     def check_when(self, check: Check) -> str:
         return check.when or self.verify.on

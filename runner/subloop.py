@@ -17,6 +17,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .checks import CheckResult
 from .errors import SpecError, UsageError
 from .model import make_model, parse_arguments
 from .resolve import resolve
@@ -34,7 +35,7 @@ def run_subloop(parent: Loop, tool: ToolSpec, args: dict[str, Any]) -> ToolResul
         resolved = resolve(tool.loop or "", {**tool.vars, **args})
     except (SpecError, UsageError) as exc:
         return ToolResult(False, f"the sub-loop spec {tool.loop} is invalid:\n{exc}")
-    stop = _capped(resolved.spec.stop.model_dump(exclude_none=True), parent)
+    stop = _capped(resolved.spec.stop.model_dump(exclude_unset=True), parent)
     resolved = dataclasses.replace(resolved, spec=resolved.spec.replace(stop=stop))
     record = Record.create(parent.record.folder.parent, resolved.spec.name)
     workdir = Path(resolved.spec.workdir) if resolved.spec.workdir else parent.workdir
@@ -47,11 +48,18 @@ def run_subloop(parent: Loop, tool: ToolSpec, args: dict[str, Any]) -> ToolResul
     parent.counters.add(spent.prompt_tokens, spent.completion_tokens, spent.cost_usd)
     parent.counters.unpriced_calls += spent.unpriced_calls
     ok = outcome.status in (Status.VERIFIED, Status.FINISHED)
-    checks = "\n".join(f"- {r.name}: {'passed' if r.passed else r.summary}" for r in child.last_results)
+    results = child.last_results or _final_checks(child)
+    checks = "\n".join(f"- {r.name}: {'passed' if r.passed else r.summary}" for r in results)
     report = (f"The sub-loop `{tool.name}` ended {outcome.status.value} after {spent.iteration} iterations"
               f" ({outcome.message}).\nSummary: {summary_of(child)}\n"
               + (f"Checks:\n{checks}" if checks else "No checks ran."))
     return ToolResult(ok, report, record={"sub_run": record.run_id, "sub_status": outcome.status.value})
+
+
+def _final_checks(child: Loop) -> list[CheckResult]:
+    """A sub-loop that stopped before any check round is checked once, so the parent knows where it stands."""
+    checks = child.verifier.due(final=True)
+    return child.verifier.run(checks, child.counters.iteration, None) if checks else []
 
 
 def _capped(stop: dict[str, Any], parent: Loop) -> dict[str, Any]:

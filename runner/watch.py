@@ -29,20 +29,17 @@ if TYPE_CHECKING:
 DEBOUNCE_MS, STEP_MS = 50, 10  # measured: ~16 ms from save to event (default settings: ~59 ms)
 
 
-def reload_key(resolved: Resolved) -> str:
-    """What must differ for a reload: the resolved spec, or the content of its model's script."""
-    digest = hashlib.sha256(resolved.sha256.encode())
+def script_digest(resolved: Resolved) -> str:
+    """The content of the scripted model's script: editing it is a change too, though the spec is the same."""
     script = resolved.spec.model.script
-    if script and Path(script).is_file():
-        digest.update(Path(script).read_bytes())
-    return digest.hexdigest()
+    return hashlib.sha256(Path(script).read_bytes()).hexdigest() if script and Path(script).is_file() else ""
 
 
 class Watcher:
     def __init__(self, resolved: Resolved, overrides: dict[str, Any]):
         self.file, self.overrides = resolved.file, overrides
-        self.key, self.files = reload_key(resolved), set(resolved.files)
-        self.pending: Resolved | SpecError | None = None
+        self.sha, self.script, self.files = resolved.sha256, script_digest(resolved), set(resolved.files)
+        self.pending: tuple[Resolved, bool] | SpecError | None = None
         self.rejected = ""
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -78,12 +75,13 @@ class Watcher:
                 with self.lock:
                     self.pending = exc if isinstance(exc, SpecError) else SpecError([])
             return
-        key = reload_key(resolved)
+        digest = script_digest(resolved)
         self.rejected = ""
-        if key != self.key:
-            self.key, self.files = key, set(resolved.files)
+        if resolved.sha256 != self.sha or digest != self.script:
+            script_changed = digest != self.script
+            self.sha, self.script, self.files = resolved.sha256, digest, set(resolved.files)
             with self.lock:
-                self.pending = resolved
+                self.pending = (resolved, script_changed)
 
     def apply(self, loop: Loop) -> None:
         with self.lock:
@@ -91,18 +89,18 @@ class Watcher:
         if isinstance(change, SpecError):
             loop.emit("spec_rejected", error=str(change))
         elif change is not None:
-            apply_reload(loop, change)
+            apply_reload(loop, *change)
 
 
 def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
 
 
-def apply_reload(loop: Loop, new: Resolved) -> None:
+def apply_reload(loop: Loop, new: Resolved, script_changed: bool = False) -> None:
     """Switch a running loop to a new spec; what is already in the context stays."""
     changed = changed_fields(loop.spec.view(), new.spec.view())
-    if reload_key(new) != reload_key(loop.resolved) and "model" not in changed:
-        changed.append("model")  # same spec, edited script
+    if script_changed and "model" not in changed:
+        changed.append("model")  # the same spec, with an edited script
     if not changed:
         return
     loop.configure(new)
@@ -117,7 +115,7 @@ def apply_reload(loop: Loop, new: Resolved) -> None:
     loop.context.add_user(loop.renderer.prompt(
         "spec_changed", loop.counters.iteration, changed=changed, objective=objective,
         tools=list(loop.toolbox.offered), checks=[c.name for c in new.spec.verify.checks]))
-    loop.record.write_spec(new.spec.view())
+    loop.record.write_spec(new.spec.document())
     loop.emit("spec_reloaded", spec_sha256=new.sha256, changed=changed)
 
 

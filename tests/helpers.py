@@ -35,6 +35,7 @@ def run_folder(runs: Path) -> Path:
 
 
 def events(folder: Path, type_: str | None = None) -> list[dict[str, Any]]:
-    lines = (folder / "trace.jsonl").read_text().splitlines()
-    parsed = [json.loads(line) for line in lines]
+    """The events of a run's trace (none yet if it has not started writing); every line must be JSON."""
+    path = folder / "trace.jsonl"
+    parsed = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     return [e for e in parsed if type_ is None or e["type"] == type_]
