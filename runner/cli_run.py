@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -166,7 +167,7 @@ def show(run_id: str, as_json: bool, follow: bool, runs_option: str | None) -> i
     from .runs import find, summary
 
     folder = find(runs_dir(runs_option, Path.cwd()), run_id)
-    color = click.get_text_stream("stdout").isatty() and not as_json
+    color = sys.stdout.isatty() and not as_json
     seen = 0
     while True:
         events = read_events(folder / "trace.jsonl")
@@ -193,3 +194,18 @@ def _check_history(events: list[dict[str, Any]]) -> str:
         for result in event.get("results", []) if event["type"] == "verify" else []:
             history[result["name"]] = history.get(result["name"], "") + ("P" if result["passed"] else "F")
     return ", ".join(f"{name} {marks}" for name, marks in history.items())
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Where to write (default: RUN/report.html).")
+@RUNS_DIR_OPTION
+@reports_errors
+def report(run_id: str, output: str | None, runs_option: str | None) -> int:
+    """Write one self-contained HTML page of a run: timeline, checks, tokens, cost and diff."""
+    from .report import write
+    from .runs import find
+
+    folder = find(runs_dir(runs_option, Path.cwd()), run_id)
+    click.echo(str(write(folder, Path(output) if output else None)))
+    return 0

@@ -20,6 +20,7 @@ from .context import Context, initial_messages
 from .display import Display
 from .errors import LoopError, RunError
 from .limits import Counters, Limits, Progress
+from .masking import mask
 from .model import Model, ToolCall, Turn
 from .spec import ModelSpec
 from .resolve import Resolved
@@ -30,6 +31,7 @@ from .tokens import Counter
 from .tools import Hooks, Toolbox
 from .trace import Record
 
+PREVIEW_CHARS = 1000  # of each tool output, in the trace (the whole output is in the context or an artifact)
 REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its result will not change. "
                  "Try a different approach.]")
 
@@ -133,12 +135,18 @@ class Loop:
         for call in calls:
             repeated = self.progress.note_call(call)
             started = time.monotonic()
-            result = self.toolbox.call(call)
+            args = call.args if call.args is not None else call.raw
+            try:
+                result = self.toolbox.call(call)
+            except KeyboardInterrupt:  # the call was cut short: the trace still says so
+                self.emit("tool_call", name=call.name, args=args, ok=False, interrupted=True,
+                          duration_s=round(time.monotonic() - started, 4), output_preview="", artifact=None)
+                raise
             output = result.output + (REPEAT_NOTICE if repeated else "")
             artifact = self.context.add_tool_result(call.id, call.name, output)
-            self.emit("tool_call", name=call.name, args=call.args if call.args is not None else call.raw,
-                      ok=result.ok, duration_s=round(time.monotonic() - started, 4),
-                      output_preview=output[:300], artifact=artifact, **result.record)
+            self.emit("tool_call", name=call.name, args=args, ok=result.ok, artifact=artifact,
+                      duration_s=round(time.monotonic() - started, 4), output_preview=output[:PREVIEW_CHARS],
+                      **result.record)
             finished = finished or result.finish
         return finished
 
@@ -177,6 +185,7 @@ class Loop:
 
     def close(self, outcome: Stop) -> None:
         self.outcome = outcome
+        (self.record.folder / "changes.diff").write_text(mask(self.snapshot.diff()), encoding="utf-8")
         self.emit("run_finished", status=outcome.status.value, message=outcome.message,
                   iterations=self.counters.iteration, prompt_tokens=self.counters.prompt_tokens,
                   completion_tokens=self.counters.completion_tokens, cost_usd=round(self.counters.cost_usd, 6),

@@ -21,11 +21,12 @@ from .model import Model, make_model
 from .resolve import Resolved, resolve
 from .scripted import Recorder, ScriptedModel
 from .spec import ModelSpec
-from .status import LIMITS, Status
+from .status import Status
 from .trace import Record, read_events
 
-LIMIT_OPTIONS = {Status.MAX_ITERATIONS: "max_iterations", Status.MAX_TOKENS: "max_tokens",
-                 Status.MAX_COST: "max_cost_usd", Status.TIMEOUT: "timeout", Status.NO_PROGRESS: "no_progress"}
+# A run stopped by one of these limits resumes only with that limit raised.
+RAISE_TO_RESUME = {Status.MAX_ITERATIONS.value: "max_iterations", Status.MAX_TOKENS.value: "max_tokens",
+                   Status.MAX_COST.value: "max_cost_usd", Status.TIMEOUT.value: "timeout"}
 
 
 def with_overrides(resolved: Resolved, model: str | None = None, **stop: Any) -> Resolved:
@@ -98,9 +99,9 @@ def resume(folder: Path, *, display: Display | None = None, **stop: Any) -> tupl
 
 def _check_raised(status: str, resolved: Resolved, state: dict[str, Any]) -> None:
     """Resuming a run stopped by a limit needs that limit raised, or it stops again at once."""
-    if Status(status) not in LIMITS or Status(status) == Status.NO_PROGRESS:
+    field = RAISE_TO_RESUME.get(status)
+    if field is None:  # interrupted, crashed, an error, or no progress (which restarts counting)
         return
-    field = LIMIT_OPTIONS[Status(status)]
     limit, counters = getattr(resolved.spec.stop, field), state["counters"]
     used = {"max_iterations": counters["iteration"], "timeout": counters["elapsed_before"],
             "max_tokens": counters["prompt_tokens"] + counters["completion_tokens"],

@@ -21,7 +21,6 @@ class Status(str, Enum):
 
 
 EXIT_CODES = {Status.VERIFIED: 0, Status.FINISHED: 0, Status.INTERRUPTED: 130, Status.ERROR: 3}
-LIMITS = (Status.MAX_ITERATIONS, Status.MAX_TOKENS, Status.MAX_COST, Status.TIMEOUT, Status.NO_PROGRESS)
 
 
 def exit_code(status: Status) -> int:

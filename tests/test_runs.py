@@ -1,0 +1,210 @@
+"""Runs to look back on: provenance, runs, show, resume after Ctrl-C and SIGKILL, the HTML report."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import events, run_folder, wait_until
+
+REPO = Path(__file__).parent.parent
+HOLD = {"name": "hold", "command": "while [ ! -f go ]; do sleep 0.02; done", "timeout": "60s"}
+TURNS = [{"tools": [{"write_file": {"path": "a.txt", "content": "a"}}]}, {"tools": [{"hold": {}}]},
+         {"tools": [{"write_file": {"path": "b.txt", "content": "b"}}]}, {"say": "done"}]
+
+
+def held_spec(write, turns=TURNS, stop="{max_iterations: 10}"):
+    write("r.script.yaml", yaml.safe_dump(turns, sort_keys=False))
+    return write("r.loop.yaml", f"""
+        version: 1
+        name: resumable
+        model: {{name: scripted, script: r.script.yaml}}
+        objective: Write a.txt and b.txt.
+        tools: [write_file, {json.dumps(HOLD)}]
+        verify:
+          - {{name: a, file: {{path: a.txt}}}}
+          - {{name: b, file: {{path: b.txt}}}}
+        stop: {stop}
+        """)
+
+
+def spawn(tmp_path, *args):
+    return subprocess.Popen([sys.executable, "-m", "runner", *args], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def holding(tmp_path):
+    """Wait until a spawned run is inside its hold tool (iteration 2); return its folder."""
+    def inside():
+        folders = list((tmp_path / "runs").glob("*"))
+        return folders and any(e["iteration"] == 2 for e in events(folders[0], "model_call"))
+    assert wait_until(inside, timeout=30)
+    return run_folder(tmp_path / "runs")
+
+
+def iterations_of(folder, type_="model_call"):
+    return [e["iteration"] for e in events(folder, type_)]
+
+
+def test_run_started_records_the_spec_commit_and_whether_it_differs(write, loop_cli, tmp_path):
+    path = held_spec(write, [{"say": "done"}])
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True)  # noqa
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x")
+    git("add", path.name, "r.script.yaml")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "spec")
+    head = git("rev-parse", "HEAD").stdout.strip()
+    loop_cli("run", path, "--runs-dir", "clean")
+    path.write_text(path.read_text().replace("Write a.txt", "Please write a.txt"))
+    loop_cli("run", path, "--runs-dir", "dirty")
+    clean, dirty = (events(run_folder(tmp_path / d), "run_started")[0] for d in ("clean", "dirty"))
+    assert clean["git_commit"] == head and clean["git_dirty"] is False
+    assert dirty["git_commit"] == head and dirty["git_dirty"] is True
+    assert clean["spec_sha256"] != dirty["spec_sha256"] and len(clean["spec_sha256"]) == 64
+
+
+def test_runs_lists_newest_first_and_filters(write, loop_cli, tmp_path):
+    shutil.copytree(REPO / "examples/quickstart", tmp_path / "qs")
+    loop_cli("run", "qs/quickstart.loop.yaml")
+    loop_cli("run", held_spec(write, [{"say": "not yet"}] * 2, stop="{max_iterations: 2}"))
+    table = loop_cli("runs").stdout.splitlines()
+    assert table[0].split()[:3] == ["RUN", "SPEC", "STATUS"]
+    assert [line.split()[1:3] for line in table[1:]] == [["resumable", "max_iterations"], ["quickstart", "verified"]]
+    listed = json.loads(loop_cli("runs", "--json").stdout)
+    assert [(r["spec"], r["status"], r["iterations"]) for r in listed] == [
+        ("resumable", "max_iterations", 2), ("quickstart", "verified", 6)]
+    assert [r["spec"] for r in json.loads(loop_cli("runs", "--json", "--status", "verified").stdout)] == ["quickstart"]
+    assert [r["spec"] for r in json.loads(loop_cli("runs", "--json", "--spec", "resumable").stdout)] == ["resumable"]
+    assert len(json.loads(loop_cli("runs", "--json", "--limit", "1").stdout)) == 1
+
+
+def test_show_prints_the_timeline_and_totals_of_a_run(tmp_path, loop_cli):
+    shutil.copytree(REPO / "examples/quickstart", tmp_path / "qs")
+    loop_cli("run", "qs/quickstart.loop.yaml")
+    run_id = run_folder(tmp_path / "runs").name
+    shown = loop_cli("show", run_id[:12]).stdout
+    assert "[4] model:" in shown and "answers without tools" in shown and "FAIL tests" in shown
+    assert "ok  edit_file" in shown and "== verified after 6 iterations" in shown
+    assert "checks across rounds: tests FP, tests-untouched PP" in shown
+    as_json = [json.loads(line) for line in loop_cli("show", run_id, "--json").stdout.splitlines()]
+    assert as_json == events(run_folder(tmp_path / "runs"))
+    assert loop_cli("show", "nope").exit_code == 2
+
+
+def test_show_follow_tails_a_run_that_is_still_going(write, tmp_path):
+    held_spec(write)
+    run = spawn(tmp_path, "run", "r.loop.yaml", "-q")
+    folder = holding(tmp_path)
+    follow = spawn(tmp_path, "show", folder.name, "--follow")
+    time.sleep(0.5)  # let it print what is there so far
+    (tmp_path / "go").write_text("")
+    out, _ = follow.communicate(timeout=30)
+    run.communicate(timeout=30)
+    assert "hold" in out and out.index("[2] model") < out.index("== verified after 4 iterations")
+
+
+def test_ctrl_c_mid_iteration_then_resume_to_verified(write, tmp_path, loop_cli):
+    held_spec(write)
+    run = spawn(tmp_path, "run", "r.loop.yaml", "-q")
+    folder = holding(tmp_path)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=30)
+    assert run.returncode == 130
+    finished = events(folder, "run_finished")[-1]
+    assert finished["status"] == "interrupted" and "loop resume" in finished["message"]
+    assert loop_cli("runs", "--json").stdout.count('"interrupted"') == 1
+    result = loop_cli("resume", folder.name[:15], "--json")
+    assert json.loads(result.stdout)["status"] == "verified" and result.exit_code == 0
+    assert iterations_of(folder) == [1, 2, 3, 4]  # nothing lost, nothing twice
+    hold = [e for e in events(folder, "tool_call") if e["name"] == "hold"]
+    assert len(hold) == 1 and hold[0]["interrupted"] is True
+    types = [e["type"] for e in events(folder)]
+    assert types.count("run_started") == 1 and types.count("run_resumed") == 1
+    assert [e["status"] for e in events(folder, "run_finished")] == ["interrupted", "verified"]
+
+
+def test_sigkill_mid_iteration_then_resume_to_verified(write, tmp_path, loop_cli):
+    held_spec(write)
+    run = spawn(tmp_path, "run", "r.loop.yaml", "-q")
+    folder = holding(tmp_path)
+    run.kill()
+    run.communicate(timeout=30)
+    lines = (folder / "trace.jsonl").read_text().splitlines()
+    assert all(json.loads(line) for line in lines)  # every line up to the kill is whole JSON
+    assert json.loads(loop_cli("runs", "--json").stdout)[0]["status"] == "crashed"
+    (tmp_path / "go").write_text("")  # the replayed hold may pass now
+    result = loop_cli("resume", folder.name, "--json")
+    assert json.loads(result.stdout)["status"] == "verified"
+    assert iterations_of(folder) == [1, 2, 3, 4]
+    resumed = events(folder, "run_resumed")[0]
+    assert resumed["after_status"] == "crashed"
+    assert [(e["type"], e["iteration"]) for e in resumed["abandoned_events"]] == [("model_call", 2)]
+
+
+def test_a_run_stopped_by_a_limit_resumes_with_a_higher_limit(write, tmp_path, loop_cli):
+    turns = [{"tools": [{"write_file": {"path": "a.txt", "content": "a"}}]},
+             {"tools": [{"write_file": {"path": "b.txt", "content": "b"}}]}, {"say": "done"}]
+    held_spec(write, turns, stop="{max_iterations: 1}")
+    assert loop_cli("run", "r.loop.yaml", "--json").exit_code == 1
+    folder = run_folder(tmp_path / "runs")
+    same = loop_cli("resume", folder.name)
+    assert same.exit_code == 2 and "resume with a higher limit, e.g. --max-iterations 11" in same.stderr
+    result = loop_cli("resume", folder.name, "--max-iterations", "5", "--json")
+    assert json.loads(result.stdout)["status"] == "verified" and json.loads(result.stdout)["iterations"] == 3
+    assert iterations_of(folder) == [1, 2, 3]
+    state = json.loads((folder / "state.json").read_text())
+    assert len([u for u in state["context"]["units"] if u["kind"] == "turn"]) == 3  # the same context, continued
+    again = loop_cli("resume", folder.name)
+    assert again.exit_code == 2 and "is verified" in again.stderr
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--enable-logging=stderr", "--v=0"]
+
+
+def browse(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *extra, page.absolute().as_uri()],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not CHROMIUM and not os.environ.get("LOOP_REQUIRE_BROWSER"),
+                    reason="no chromium here (.ci/run installs it)")
+def test_the_report_is_one_page_that_loads_without_errors_in_a_real_browser(tmp_path, loop_cli):
+    shutil.copytree(REPO / "examples/quickstart", tmp_path / "qs")
+    loop_cli("run", "qs/quickstart.loop.yaml")
+    run_id = run_folder(tmp_path / "runs").name
+    page = Path(loop_cli("report", run_id, "-o", "report.html").stdout.strip())
+    html = page.read_text()
+    assert "http://" not in html and "https://" not in html and "<link" not in html  # nothing fetched
+    assert "return a * b" in html and "tests-untouched" in html
+    broken = tmp_path / "broken.html"
+    broken.write_text("<html><body><script>missingFunction();</script></body></html>")
+    assert ":CONSOLE" in browse(broken, tmp_path / "p0", "--dump-dom").stderr  # the console is really read
+    loaded = browse(page, tmp_path / "p1", "--dump-dom")
+    assert ":CONSOLE" not in loaded.stderr, loaded.stderr
+    assert 'data-ready="1"' in loaded.stdout and 'id="status">verified</span>' in loaded.stdout
+    shot = tmp_path / "report.png"
+    browse(page, tmp_path / "p2", f"--screenshot={shot}", "--window-size=1100,1800")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_secrets_are_masked_in_show_and_the_report_too(write, tmp_path, loop_cli, monkeypatch):
+    monkeypatch.setenv("DEPLOY_PASSWORD", "hunter2-hunter2")
+    held_spec(write, [{"tools": [{"echo_it": {}}]}, {"say": "done"}], stop="{max_iterations: 2}")
+    path = tmp_path / "r.loop.yaml"
+    path.write_text(path.read_text().replace("tools: [write_file,", "tools: [{name: echo_it, command: 'echo $DEPLOY_PASSWORD'}, write_file,"))
+    run = loop_cli("run", "r.loop.yaml")
+    folder = run_folder(tmp_path / "runs")
+    shown = loop_cli("show", folder.name).stdout
+    page = Path(loop_cli("report", folder.name).stdout.strip()).read_text()
+    for text in (run.output, shown, page, *(p.read_text() for p in folder.rglob("*") if p.is_file())):
+        assert "hunter2-hunter2" not in text
+    assert "[masked:DEPLOY_PASSWORD]" in page and "[masked:DEPLOY_PASSWORD]" in (folder / "trace.jsonl").read_text()
