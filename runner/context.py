@@ -66,6 +66,7 @@ class Context:
     next_id: int = 0
     tools_tokens: int = 0
     history_tokens: int = 0
+    saved_to: int = 0  # units with a lower id are in the record's units journal already
 
     def __post_init__(self) -> None:
         if not self.pinned_tokens:
@@ -174,18 +175,27 @@ class Context:
         self.memory_tokens = self.counter.message(self.memory)
 
     def state(self) -> dict[str, Any]:
+        """Everything but the units, which go to the units journal (see `new_units`)."""
         return {"pinned": self.pinned, "pinned_tokens": self.pinned_tokens, "memory": self.memory,
                 "memory_tokens": self.memory_tokens, "notes": self.notes, "summary": self.summary,
                 "report": self.report, "report_unit": self.report_unit, "dropped": self.dropped,
-                "next_id": self.next_id, "units": [vars(u) for u in self.units]}
+                "next_id": self.next_id, "first_unit": self.units[0].id if self.units else self.next_id}
+
+    def new_units(self) -> list[dict[str, Any]]:
+        """Units added since the last save. Saving appends only these, so that a save costs what
+        changed, not the size of the context; units leave only from the front, so the state needs
+        no more than the id of the first unit still in the context."""
+        fresh = [vars(u) for u in self.units if u.id >= self.saved_to]
+        self.saved_to = self.next_id
+        return fresh
 
     @classmethod
-    def restore(cls, data: dict[str, Any], settings: ContextSpec, counter: Counter,
-                artifacts: Artifacts | None) -> Context:
-        units = [Unit(**u) for u in data["units"]]
-        context = cls(settings, counter, artifacts, data["pinned"], data["pinned_tokens"], units,
+    def restore(cls, data: dict[str, Any], units: list[dict[str, Any]], settings: ContextSpec,
+                counter: Counter, artifacts: Artifacts | None) -> Context:
+        live = [Unit(**u) for u in units if u["id"] >= data["first_unit"]]
+        context = cls(settings, counter, artifacts, data["pinned"], data["pinned_tokens"], live,
                       data["memory"], data["memory_tokens"], data["notes"], data["summary"], data["report"],
-                      data["report_unit"], data["dropped"], data["next_id"])
+                      data["report_unit"], data["dropped"], data["next_id"], saved_to=data["next_id"])
         context.close_open_turn()
         return context
 

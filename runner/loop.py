@@ -50,7 +50,8 @@ class Loop:
         self.progress = Progress(workdir, **state.get("progress", {}))
         self.last_results: list[CheckResult] = []
         counter, settings = Counter(resolved.spec.model.name), resolved.spec.context
-        self.context = (Context.restore(state["context"], settings, counter, self.artifacts) if state else
+        self.context = (Context.restore(state["context"], record.read_units(state["units_bytes"]), settings,
+                                        counter, self.artifacts) if state else
                         Context(settings, counter, self.artifacts, initial_messages(resolved.renderer(workdir))))
         self.configure(resolved)
 
@@ -177,11 +178,13 @@ class Loop:
                 "workdir": str(self.workdir), "parent_run": self.parent, "pid": os.getpid()}
 
     def save(self) -> None:
+        units_bytes = self.record.append_units(self.context.new_units())
         self.record.save_state({
             "run_id": self.record.run_id, "spec_file": str(self.resolved.file), "workdir": str(self.workdir),
             "parent_run": self.parent, "counters": self.counters.state(), "context": self.context.state(),
             "progress": self.progress.state(), "artifacts": self.artifacts.count,
-            "model_position": getattr(self.model, "position", None), "trace_bytes": self.record.trace_size()})
+            "model_position": getattr(self.model, "position", None), "trace_bytes": self.record.trace_size(),
+            "units_bytes": units_bytes})
 
     def close(self, outcome: Stop) -> None:
         self.outcome = outcome

@@ -16,14 +16,15 @@ SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 MIN_LENGTH = 4
 
 
-def secrets() -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(((name, value) for name, value in os.environ.items()
-                         if SECRET_NAME.search(name) and len(value) >= MIN_LENGTH),
-                        key=lambda item: -len(item[1])))
+def _environment() -> frozenset[tuple[object, object]]:
+    """The environment's raw contents: comparing them is cheap, decoding every value is not."""
+    return frozenset(getattr(os.environ, "_data", os.environ).items())
 
 
 @lru_cache(maxsize=8)
-def _pattern(found: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str], dict[str, str]] | None:
+def _pattern(environment: frozenset[tuple[object, object]]) -> tuple[re.Pattern[str], dict[str, str]] | None:
+    found = sorted(((name, value) for name, value in os.environ.items()
+                    if SECRET_NAME.search(name) and len(value) >= MIN_LENGTH), key=lambda item: -len(item[1]))
     if not found:
         return None
     names = {value: name for name, value in reversed(found)}
@@ -31,7 +32,7 @@ def _pattern(found: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str], dict[
 
 
 def mask(text: str) -> str:
-    compiled = _pattern(secrets())
+    compiled = _pattern(_environment())
     if compiled is None or not text:
         return text
     pattern, names = compiled

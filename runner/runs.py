@@ -86,7 +86,7 @@ def resume(folder: Path, *, display: Display | None = None, **stop: Any) -> tupl
         raise UsageError(f"run {folder.name} is {status}; only an interrupted or stopped run can be resumed")
     resolved = with_overrides(resolve(folder / "spec.yaml"), **stop)
     _check_raised(status, resolved, state)
-    abandoned = record.cut_trace(state["trace_bytes"])
+    abandoned = record.cut_to(state)
     model = open_model(resolved.spec.model, None, None, _retry_reporter(record, display))
     if isinstance(model, ScriptedModel) and state.get("model_position") is not None:
         model.position = state["model_position"]

@@ -3,6 +3,8 @@
     RUNS_DIR/RUN_ID/spec.yaml      the resolved spec in force (follows hot reloads)
     RUNS_DIR/RUN_ID/trace.jsonl    one JSON event per line, appended and flushed as it happens
     RUNS_DIR/RUN_ID/state.json     what resume needs; replaced atomically (write, then rename)
+    RUNS_DIR/RUN_ID/units.jsonl    the context's units, appended as they come; state.json says how
+                                   much of it counts, so a save costs what changed, not the context
     RUNS_DIR/RUN_ID/artifacts/     offloaded tool outputs
     RUNS_DIR/RUN_ID/snapshot/      the workdir as it was at the start
 
@@ -79,13 +81,37 @@ class Record:
     def trace_size(self) -> int:
         return self.trace_path.stat().st_size if self.trace_path.exists() else 0
 
-    def cut_trace(self, size: int) -> list[dict[str, Any]]:
-        """Remove the events after `size` bytes (an iteration a crash cut short) and return them."""
-        with open(self.trace_path, "rb+") as handle:
+    def _cut(self, path: Path, size: int) -> str:
+        """Truncate `path` to `size` bytes, returning what was after them."""
+        if not path.exists():
+            return ""
+        with open(path, "rb+") as handle:
             handle.seek(size)
             tail = handle.read().decode("utf-8", errors="replace")
             handle.truncate(size)
-        return [event for event in _parse_lines(tail.splitlines())]
+        return tail
+
+    def cut_to(self, state: dict[str, Any]) -> list[dict[str, Any]]:
+        """Bring the trace and the units journal back to what `state` saw: whatever a crash wrote after
+        the last save belongs to an iteration that will run again. Returns the events cut from the trace."""
+        self._cut(self.folder / "units.jsonl", state["units_bytes"])
+        return _parse_lines(self._cut(self.trace_path, state["trace_bytes"]).splitlines())
+
+    def append_units(self, units: list[dict[str, Any]]) -> int:
+        """Append context units to the journal; return its size, which the next state records."""
+        path = self.folder / "units.jsonl"
+        if units:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write("".join(mask(json.dumps(u, ensure_ascii=False)) + "\n" for u in units))
+        return path.stat().st_size if path.exists() else 0
+
+    def read_units(self, size: int) -> list[dict[str, Any]]:
+        """The journal's units in its first `size` bytes (what the last saved state counted)."""
+        path = self.folder / "units.jsonl"
+        if not path.exists():
+            return []
+        with open(path, "rb") as handle:
+            return [json.loads(line) for line in handle.read(size).decode("utf-8").splitlines()]
 
     def save_state(self, state: dict[str, Any]) -> None:
         write_atomic(self.folder / "state.json", mask(json.dumps(state, default=str, ensure_ascii=False)))

@@ -39,3 +39,12 @@ def events(folder: Path, type_: str | None = None) -> list[dict[str, Any]]:
     path = folder / "trace.jsonl"
     parsed = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     return [e for e in parsed if type_ is None or e["type"] == type_]
+
+
+def context_units(folder: Path) -> list[dict[str, Any]]:
+    """The units of a run's context, as its record holds them (state.json and the units journal)."""
+    from runner.trace import Record
+
+    state = json.loads((folder / "state.json").read_text())
+    units = Record(folder).read_units(state["units_bytes"])
+    return [u for u in units if u["id"] >= state["context"]["first_unit"]]

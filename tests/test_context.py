@@ -5,7 +5,7 @@ import textwrap
 from pathlib import Path
 
 import yaml
-from helpers import events, run_folder
+from helpers import context_units, events, run_folder
 from loopback import reply
 
 BUDGET = 4000
@@ -262,8 +262,7 @@ def test_sub_loops_report_status_summary_and_checks_to_the_parent(write, loop_cl
     assert not calls[1]["ok"] and calls[1]["sub_status"] == "max_iterations"
     for child in ("good", "stuck"):
         assert events(runs[child], "run_started")[0]["parent_run"] == runs["parent"].name
-    parent_state = json.loads((runs["parent"] / "state.json").read_text())
-    seen = [m["content"] for u in parent_state["context"]["units"] for m in u["messages"] if m["role"] == "tool"]
+    seen = [m["content"] for u in context_units(runs["parent"]) for m in u["messages"] if m["role"] == "tool"]
     assert "ended verified after 2 iterations" in seen[0] and "Summary: wrote a.txt" in seen[0]
     assert "- written: passed" in seen[0]
     assert "ended max_iterations after 2 iterations" in seen[1] and "- written: no file matches `out.txt`" in seen[1]

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import events, run_folder
+from helpers import context_units, events, run_folder
 
 REPO = Path(__file__).parent.parent
 FIELDS = {
@@ -129,8 +129,7 @@ def test_an_agent_repeating_itself_is_told_and_stopped_for_no_progress(write, lo
     calls = events(folder, "tool_call")
     assert len(calls) == 3
     assert ["identical call 3 times" in c["output_preview"] for c in calls] == [False, False, True]
-    state = json.loads((folder / "state.json").read_text())
-    last_tool_message = [m for u in state["context"]["units"] for m in u["messages"] if m["role"] == "tool"][-1]
+    last_tool_message = [m for u in context_units(folder) for m in u["messages"] if m["role"] == "tool"][-1]
     assert "identical call 3 times in a row" in last_tool_message["content"]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import events, run_folder, wait_until
+from helpers import context_units, events, run_folder, wait_until
 
 REPO = Path(__file__).parent.parent
 HOLD = {"name": "hold", "command": "while [ ! -f go ]; do sleep 0.02; done", "timeout": "60s"}
@@ -158,8 +158,7 @@ def test_a_run_stopped_by_a_limit_resumes_with_a_higher_limit(write, tmp_path, l
     result = loop_cli("resume", folder.name, "--max-iterations", "5", "--json")
     assert json.loads(result.stdout)["status"] == "verified" and json.loads(result.stdout)["iterations"] == 3
     assert iterations_of(folder) == [1, 2, 3]
-    state = json.loads((folder / "state.json").read_text())
-    assert len([u for u in state["context"]["units"] if u["kind"] == "turn"]) == 3  # the same context, continued
+    assert len([u for u in context_units(folder) if u["kind"] == "turn"]) == 3  # the same context, continued
     again = loop_cli("resume", folder.name)
     assert again.exit_code == 2 and "is verified" in again.stderr
 

@@ -1,0 +1,114 @@
+"""Runner overhead per iteration of a long scripted loop (1,000 iterations, 32k budget, compaction).
+
+Overhead is an iteration's wall time minus the time inside the model and the tools: what the
+runner itself costs (context fitting, counting, trace and state writes, limits, progress).
+Also printed: the largest prompt (in estimated tokens) against the budget, the share of each
+prompt that repeats the previous prompt's prefix (between compactions), and peak memory.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from common import emit, median, workspace
+
+from runner.resolve import resolve
+from runner.runs import start
+from runner.tokens import MESSAGE_OVERHEAD, estimate, message_text
+
+ITERATIONS = int(sys.argv[sys.argv.index("--iterations") + 1]) if "--iterations" in sys.argv else 1000
+BUDGET = 32000
+
+
+def project() -> Path:
+    root = workspace("overhead")
+    for i in range(20):
+        (root / f"src_{i}.py").write_text(f"# module {i}\n" + "def handler(event):\n    return event  # pass\n" * 40)
+    turns = [{"say": f"step {n}", "tools": [{"read_file": {"path": f"src_{n % 20}.py"}}]} for n in range(ITERATIONS)]
+    (root / "b.script.yaml").write_text(yaml.safe_dump(turns))
+    (root / "b.loop.yaml").write_text(f"""
+version: 1
+name: bench
+model: {{name: scripted, script: b.script.yaml}}
+objective: Read everything.
+tools: [read_file]
+context: {{budget_tokens: {BUDGET}, keep_recent: 8, compaction: summarize, offload_over_tokens: 2000}}
+verify: [{{name: never, file: {{path: never.txt}}}}]
+stop: {{max_iterations: {ITERATIONS}}}
+""")
+    return root
+
+
+def tokens(message: dict) -> int:
+    return estimate(message_text(message)) + MESSAGE_OVERHEAD
+
+
+def prefix_shares(prompts: list[list[dict]], compacted: set[int]) -> tuple[list[float], float]:
+    """Between compactions: for each prompt, the share of its tokens in the prefix it shares with the
+    previous prompt; and the fraction of prompts that begin with the whole previous prompt."""
+    shares, whole = [], 0
+    for i in range(1, len(prompts)):
+        if i + 1 in compacted:  # the compaction happened before call i+1 (iterations count from 1)
+            continue
+        before, now, same = prompts[i - 1], prompts[i], 0
+        while same < min(len(before), len(now)) and before[same] == now[same]:
+            same += 1
+        shares.append(sum(tokens(m) for m in now[:same]) / sum(tokens(m) for m in now))
+        whole += same == len(before)
+    return shares, whole / len(shares)
+
+
+def main() -> None:
+    root = project()
+    loop = start(resolve(root / "b.loop.yaml"), root, root / "runs")
+    inside = {"model": 0.0, "tools": 0.0}
+
+    def timed(kind, fn):
+        def wrapper(*args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                inside[kind] += time.perf_counter() - began
+        return wrapper
+
+    loop.model.complete = timed("model", loop.model.complete)
+    loop.toolbox.call = timed("tools", loop.toolbox.call)
+    overheads: list[float] = []
+    step = loop.step
+
+    def measured_step() -> None:
+        before, began = dict(inside), time.perf_counter()
+        step()
+        spent = time.perf_counter() - began
+        overheads.append(spent - (inside["model"] - before["model"]) - (inside["tools"] - before["tools"]))
+
+    loop.step = measured_step
+    loop.run()
+    acts = [c["messages"] for c in loop.model.calls if c["purpose"] == "act"]
+    compacted = {e["iteration"] for e in _events(loop.record.folder) if e["type"] == "compaction"}
+    shares, whole = prefix_shares(acts, compacted)
+    window = lambda n: median([o * 1000 for o in overheads[max(n - 10, 0):n]])  # noqa: E731
+    emit({"iterations": len(overheads), "overhead_ms_at_10": window(10), "overhead_ms_at_100": window(100),
+          "overhead_ms_at_1000": window(min(1000, len(overheads))),
+          "ratio_1000_to_10": window(min(1000, len(overheads))) / window(10),
+          "overhead_ms_median": median([o * 1000 for o in overheads]),
+          "max_prompt_tokens": max(sum(tokens(m) for m in p) for p in acts), "budget_tokens": BUDGET,
+          "compactions": len(compacted), "prefix_share_median": median(shares),
+          "prefix_share_min": min(shares), "pairs_at_or_over_90pct": sum(s >= 0.9 for s in shares) / len(shares),
+          "prompts_starting_with_the_whole_previous_prompt": whole,
+          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def _events(folder: Path) -> list[dict]:
+    from runner.trace import read_events
+
+    return read_events(folder / "trace.jsonl")
+
+
+if __name__ == "__main__":
+    main()
