@@ -92,7 +92,7 @@ def main() -> None:
     acts = [c["messages"] for c in loop.model.calls if c["purpose"] == "act"]
     compacted = {e["iteration"] for e in _events(loop.record.folder) if e["type"] == "compaction"}
     shares, whole = prefix_shares(acts, compacted)
-    window = lambda n: median([o * 1000 for o in overheads[max(n - 10, 0):n]])  # noqa: E731
+    window = lambda n: median([o * 1000 for o in overheads[max(n - 10, 0):n]])
     emit({"iterations": len(overheads), "overhead_ms_at_10": window(10), "overhead_ms_at_100": window(100),
           "overhead_ms_at_1000": window(min(1000, len(overheads))),
           "ratio_1000_to_10": window(min(1000, len(overheads))) / window(10),

@@ -36,12 +36,13 @@ def main() -> None:
     for script in dict.fromkeys(row[0] for row in ROWS):
         if script == "peer.py" and "--quick" in sys.argv:
             continue
-        done = subprocess.run([sys.executable, str(HERE / script), "--json"], capture_output=True, text=True)
+        done = subprocess.run([sys.executable, str(HERE / script), "--json"], capture_output=True, text=True,
+                              check=False)
         results[script] = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
         if done.returncode:
             print(f"{script} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
-    print(f"| {"measure":<64} | {'value':>12} |")
-    print(f"|{"-" * 66}|{'-' * 14}|")
+    print(f"| {'measure':<64} | {'value':>12} |")
+    print(f"|{'-' * 66}|{'-' * 14}|")
     for script, label, key, unit in ROWS:
         value = results.get(script, {}).get(key)
         shown = "-" if value is None else (f"{value:,.2f} {unit}".strip() if isinstance(value, float) else f"{value:,} {unit}".strip())

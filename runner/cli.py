@@ -9,14 +9,16 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from . import __version__
 from .errors import LoopError, SpecError, display_path
-from .resolve import Resolved, list_templates, parse_var, resolve
+from .library import list_templates
+from .resolve import Resolved, parse_var, resolve
 
 EXIT_USAGE = 2
 
@@ -141,7 +143,7 @@ def schema() -> int:
 @reports_errors
 def templates() -> int:
     """List the templates on the template path: ./loops, $LOOP_TEMPLATES, the shipped library."""
-    from .resolve import template_dirs
+    from .library import template_dirs
 
     click.echo("template path: " + " : ".join(display_path(str(d)) for d in template_dirs()))
     for name, file, shadowed in list_templates():
@@ -180,8 +182,8 @@ def _starter(name: str, template: str | None) -> str:
         return text.replace("name: NAME", f"name: {name}")
     import yaml
 
+    from .library import find_spec
     from .located import plain
-    from .resolve import find_spec
 
     base = resolve(find_spec(template, Path.cwd()))
     lines = [f"# Extends the `{template}` template; override any of its fields here.", "version: 1",
@@ -195,4 +197,4 @@ def main() -> None:
     cli(prog_name="loop")
 
 
-from . import cli_run  # noqa: E402,F401  (registers run, resume, runs, show, report)
+from . import cli_run  # noqa: F401  (registers run, resume, runs, show, report)

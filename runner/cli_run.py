@@ -7,8 +7,9 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
@@ -120,7 +121,8 @@ def _limit_options(command: Any) -> Any:
 @reports_errors
 def resume(run_id: str, as_json: bool, quiet: bool, runs_option: str | None, **limits: Any) -> int:
     """Continue an interrupted run, or one stopped by a limit (with that limit raised)."""
-    from .runs import find, resume as resume_run
+    from .runs import find
+    from .runs import resume as resume_run
     from .spec import parse_duration
 
     folder = find(runs_dir(runs_option, Path.cwd()), run_id)

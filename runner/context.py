@@ -19,8 +19,9 @@ into the memory block. Tool outputs over `offload_over_tokens` become artifacts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .artifacts import Artifacts
 from .errors import RunError

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Iterator, Union, get_args, get_origin
+from collections.abc import Iterator
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
 from .errors import Problem, field_path
 from .located import LDict, LList, Loc, locate
-from .spec import NAME_PATTERN
+from .spec import NAME_PATTERN, union_members
 
 _SECRET_KEY = re.compile(r"(?i)(^|[_-])(api_?key|key|token|secret|password|passwd|authorization|credentials?)$")
 _SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_-]{16,}|ghp_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16})\b")
@@ -112,14 +113,13 @@ def fields_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
 
 
 def _concrete(annotation: Any) -> Iterator[Any]:
-    origin = get_origin(annotation)
-    if origin is Union:
-        for arg in get_args(annotation):
-            yield from _concrete(arg)
-    elif hasattr(annotation, "__metadata__"):  # Annotated
-        yield from _concrete(get_args(annotation)[0])
-    else:
-        yield annotation
+    for member in union_members(annotation):
+        if hasattr(member, "__metadata__"):  # Annotated
+            yield from _concrete(get_args(member)[0])
+        elif member is annotation:
+            yield member
+        else:
+            yield from _concrete(member)
 
 
 def _step(annotation: Any, part: Any) -> Any:

@@ -6,7 +6,8 @@ On a terminal the lines are coloured; otherwise they are plain. Everything shown
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import click
 

@@ -12,9 +12,10 @@ Only the CLI turns these into exit codes; nothing else calls sys.exit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)

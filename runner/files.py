@@ -10,8 +10,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 SKIP_DIRS = {".git", ".loop", "__pycache__", "node_modules", ".venv", ".mypy_cache", ".pytest_cache"}
 MAX_LISTED = 1000

@@ -10,8 +10,10 @@ Booleans follow YAML 1.2 (`true`/`false` only), so `on: finish` keeps its key `o
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -143,6 +145,21 @@ def load(text: str, file: str) -> Any:
         raise _error(file, node.start_mark, "YAML is nested too deeply") from None
 
 
+def load_file(path: Path, kind: type, what: str, shape: str) -> Any:
+    """Read and parse the YAML file of a spec or script; it must be a `kind` (LDict or LList).
+
+    `what` names the file in messages ("spec", "script"); `shape` says what it should hold."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise SpecError([Problem(str(path), 1, 1, "", f"cannot read the {what}: {reason}")]) from None
+    doc = load(text, str(path))
+    if not isinstance(doc, kind):
+        raise SpecError([Problem(str(path), 1, 1, "", f"a {what} is {shape}")])
+    return doc
+
+
 def locate(tree: Any, path: tuple[Any, ...], *, key: bool = False) -> Loc | None:
     """The position of the value at `path`, or of the deepest container on the way to it.
 
@@ -167,9 +184,7 @@ def get(tree: Any, path: tuple[Any, ...]) -> Any:
     """The value at `path`, or None where the path does not exist."""
     node = tree
     for part in path:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
         else:
             return None

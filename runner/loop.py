@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .artifacts import Artifacts
 from .checks import CheckResult, Verifier, failure_report
@@ -22,10 +23,10 @@ from .errors import LoopError, RunError
 from .limits import Counters, Limits, Progress
 from .masking import mask
 from .model import Model, ToolCall, Turn
-from .spec import ModelSpec
 from .resolve import Resolved
 from .shell import kill_all
 from .snapshot import Snapshot
+from .spec import ModelSpec
 from .status import Failed, Finished, Interrupted, Stop, Verified
 from .tokens import Counter
 from .tools import Hooks, Toolbox

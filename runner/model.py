@@ -12,8 +12,9 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from .errors import ModelError
 from .spec import Endpoint, ModelSpec
@@ -145,7 +146,7 @@ class LiteLLMModel:
         for attempt in range(1, attempts + 1):
             try:
                 return self._call(endpoint, messages, tools)
-            except Exception as exc:  # noqa: BLE001 - provider errors come in many classes
+            except Exception as exc:
                 error = f"{type(exc).__name__}: {_reason(exc)}"
                 if attempt == attempts or not _retryable(exc):
                     raise ModelError(f"{endpoint.name} ({error}) after {attempt} attempt(s)") from exc

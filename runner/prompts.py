@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Problem, field_path, problems_of
-from .spec import Check, Spec, template_fields
-from .templates import Namespace, Source, render
+from .spec import Check, Spec
+from .templates import Namespace, Source, render, template_fields
 
 PROMPTS = ("system", "task", "verify_failed", "summarize", "judge", "spec_changed")
 BUILTIN_DIR = Path(__file__).parent / "builtin_prompts"

@@ -12,7 +12,6 @@ import difflib
 import hashlib
 import json
 import linecache
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,33 +21,13 @@ from pydantic import ValidationError
 from . import located
 from .diagnose import secret_problems, validation_problems
 from .errors import Problem, SpecError, UsageError, field_path, problems_of
+from .library import find_spec
 from .located import LDict, LList, Loc
 from .prompts import Renderer, validate_templates
-from .spec import Spec, expand_shorthands, template_fields
-from .templates import Source
+from .spec import Spec, expand_shorthands
+from .templates import Source, template_fields
 
 NAMED_LISTS = {("tools",), ("verify", "checks")}
-TEMPLATE_SUFFIX = ".loop.yaml"
-
-
-def shipped_library() -> Path:
-    """The template library inside the installed package (runner/loops), or loops/ of a checkout."""
-    here = Path(__file__).resolve().parent
-    return here / "loops" if (here / "loops").is_dir() else here.parent / "loops"
-
-
-def template_dirs() -> list[Path]:
-    """The template path: ./loops, each folder of LOOP_TEMPLATES, then the shipped library."""
-    extra = [Path(p).expanduser() for p in os.environ.get("LOOP_TEMPLATES", "").split(":") if p]
-    dirs: list[Path] = []
-    for folder in [Path.cwd() / "loops", *extra, shipped_library()]:
-        if folder.resolve() not in [d.resolve() for d in dirs]:
-            dirs.append(folder)
-    return dirs
-
-
-def is_path_ref(ref: str) -> bool:
-    return ref.endswith((".yaml", ".yml")) or ref.startswith((".", "/", "~"))
 
 
 @dataclass
@@ -97,15 +76,8 @@ def _resolve(path: Path, overrides: dict[str, Any], outer: frozenset[Path]) -> R
 
 def _layer(path: Path, chain: list[Path], files: list[Path]) -> LDict:
     files.append(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise SpecError([Problem(str(path), 1, 1, "", f"cannot read the spec: {reason}")]) from None
-    doc = located.load(text, str(path))
-    if not isinstance(doc, LDict):
-        raise SpecError([Problem(str(path), 1, 1, "", "a spec is a YAML map of fields "
-                                 "(version, name, model, objective, ...); see `loop init`")])
+    doc = located.load_file(path, LDict, "spec", "a YAML map of fields (version, name, model, objective, "
+                            "...); see `loop init`")
     expand_shorthands(doc)
     _absolutize(doc, path.parent, files)
     _refuse_duplicates(doc)
@@ -133,37 +105,6 @@ def _extends(doc: LDict) -> list[tuple[str, Loc]]:
                                  "or a list of them")])
         result.append((item, item_loc or loc))
     return result
-
-
-def find_spec(ref: str, base_dir: Path, loc: Loc | None = None) -> Path:
-    """A path (relative to `base_dir`) or a template name, looked up along the template path."""
-    loc = loc or Loc(ref, 1, 1)
-    if is_path_ref(ref):
-        candidate = (base_dir / Path(ref).expanduser()).absolute()
-        if candidate.is_file():
-            return candidate
-        raise SpecError([_at(loc, "extends", f"cannot find `{ref}` (looked at {candidate})")])
-    looked = [d / f"{ref}{TEMPLATE_SUFFIX}" for d in template_dirs()]
-    for candidate in looked:
-        if candidate.is_file():
-            return candidate.absolute()
-    known = [name for name, _, _ in list_templates()]
-    close = difflib.get_close_matches(ref, known, n=1)
-    hint = f"did you mean `{close[0]}`? " if close else ""
-    raise SpecError([_at(loc, "extends", f"cannot find template `{ref}`; {hint}looked for "
-                         + ", ".join(str(p) for p in looked) + " (`loop templates` lists them)")])
-
-
-def list_templates() -> list[tuple[str, Path, bool]]:
-    """(name, file, shadowed) for every template on the template path, in lookup order."""
-    seen: set[str] = set()
-    found = []
-    for folder in template_dirs():
-        for file in sorted(folder.rglob(f"*{TEMPLATE_SUFFIX}")) if folder.is_dir() else []:
-            name = str(file.relative_to(folder))[: -len(TEMPLATE_SUFFIX)]
-            found.append((name, file, name in seen))
-            seen.add(name)
-    return found
 
 
 def merge(base: Any, over: Any, path: tuple[Any, ...] = ()) -> Any:

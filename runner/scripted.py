@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import located
 from .diagnose import validation_problems
-from .errors import ModelError, Problem, SpecError
+from .errors import ModelError, SpecError
 from .model import Model, ToolCall, Turn
 from .tokens import MESSAGE_OVERHEAD, estimate, message_text
 
@@ -47,16 +47,9 @@ class Script(BaseModel):
 
 
 def load_script(path: Path) -> list[ScriptTurn]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise SpecError([Problem(str(path), 1, 1, "script", f"cannot read the script: {reason}")]) from None
-    doc = located.load(text, str(path))
-    if not isinstance(doc, list):
-        raise SpecError([Problem(str(path), 1, 1, "", "a script is a YAML list of turns "
-                                 "(`- say: ...` with optional `tools:`)")])
-    tree = located.LDict({"turns": doc}, loc=getattr(doc, "loc", None))
+    doc = located.load_file(path, located.LList, "script", "a YAML list of turns (`- say: ...` with "
+                            "optional `tools:`)")
+    tree = located.LDict({"turns": doc}, loc=doc.loc)
     tree.value_locs["turns"] = doc.loc
     try:
         return Script.model_validate(tree).turns

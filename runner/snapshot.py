@@ -80,7 +80,7 @@ class Snapshot:
     def changed(self, pattern: str = "*") -> list[str]:
         """Files matching `pattern` that were added, removed or modified since the start."""
         now = set(walk(self.root))
-        names = sorted((now | set(self.hashes)))
+        names = sorted(now | set(self.hashes))
         return [rel for rel in names if glob_match(rel, pattern) and self.hashes.get(rel) != self.current(rel)]
 
     def diff(self, pattern: str = "*") -> str:

@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal, Union, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
 
 from .located import LDict, LList, wrap
 
@@ -61,8 +70,8 @@ class FileRef(BaseModel):
     file: str = Field(description="Path relative to the file that names it.")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=Union[str, float])]
-Template = Annotated[str, JINJA, BeforeValidator(_read_template, json_schema_input_type=Union[str, FileRef])]
+Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=str | float)]
+Template = Annotated[str, JINJA, BeforeValidator(_read_template, json_schema_input_type=str | FileRef)]
 JinjaStr = Annotated[str, JINJA]
 
 
@@ -114,7 +123,7 @@ class Endpoint(Strict):
         return self
 
 
-EndpointRef = Annotated[Endpoint, BeforeValidator(_name_to_map, json_schema_input_type=Union[str, Endpoint])]
+EndpointRef = Annotated[Endpoint, BeforeValidator(_name_to_map, json_schema_input_type=str | Endpoint)]
 
 
 class ModelSpec(Endpoint):
@@ -125,7 +134,7 @@ class ModelSpec(Endpoint):
     timeout: Duration = Field(600.0, description="Timeout of one request.")
 
 
-ModelRef = Annotated[ModelSpec, BeforeValidator(_name_to_map, json_schema_input_type=Union[str, ModelSpec])]
+ModelRef = Annotated[ModelSpec, BeforeValidator(_name_to_map, json_schema_input_type=str | ModelSpec)]
 
 
 class Param(Strict):
@@ -274,11 +283,11 @@ class Spec(Strict):
     objective: Template
     instructions: Template = ""
     workdir: str | None = Field(None, description="Default: where `loop run` is started.")
-    tools: list[Annotated[ToolSpec, BeforeValidator(_name_to_map, json_schema_input_type=Union[str, ToolSpec])]] = (
+    tools: list[Annotated[ToolSpec, BeforeValidator(_name_to_map, json_schema_input_type=str | ToolSpec)]] = (
         Field(default_factory=list))
     context: ContextSpec = Field(default_factory=ContextSpec)
     verify: Annotated[VerifySpec, BeforeValidator(
-        _list_to_checks, json_schema_input_type=Union[list[Check], VerifySpec])] = Field(default_factory=VerifySpec)
+        _list_to_checks, json_schema_input_type=list[Check] | VerifySpec)] = Field(default_factory=VerifySpec)
     stop: StopSpec = Field(default_factory=StopSpec)
     prompts: PromptSpec = Field(default_factory=PromptSpec)
     _view: dict[str, Any] | None = PrivateAttr(None)
@@ -305,38 +314,9 @@ class Spec(Strict):
         return next((t for t in self.tools if t.name == name), None)
 
 
-def template_fields(model: BaseModel, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
-    """Every Jinja field set in `model`, as (path, text), found from the `Jinja` marks on the types."""
-    for name, field in type(model).model_fields.items():
-        key = field.alias or name
-        yield from _walk(getattr(model, name), field.annotation, field.metadata, path + (key,))
-
-
-def _walk(value: Any, annotation: Any, metadata: list[Any], path: tuple[Any, ...]) -> Iterator[Any]:
-    if isinstance(value, BaseModel):
-        yield from template_fields(value, path)
-    elif isinstance(value, str) and (JINJA in metadata or _marked(annotation)):
-        yield path, value
-    elif isinstance(value, (list, dict)):
-        inner = _item_type(annotation, list if isinstance(value, list) else dict)
-        items = enumerate(value) if isinstance(value, list) else value.items()
-        for key, item in items:
-            yield from _walk(item, inner, [], path + (key,))
-
-
-def _members(annotation: Any) -> list[Any]:
-    return list(get_args(annotation)) if get_origin(annotation) is Union else [annotation]
-
-
-def _marked(annotation: Any) -> bool:
-    return any(JINJA in getattr(m, "__metadata__", ()) for m in _members(annotation))
-
-
-def _item_type(annotation: Any, container: type) -> Any:
-    for member in _members(annotation):
-        if get_origin(member) is container:
-            return get_args(member)[-1]
-    return None
+def union_members(annotation: Any) -> list[Any]:
+    """The members of `A | B` (typing.Union or types.UnionType), or [annotation] itself."""
+    return list(get_args(annotation)) if get_origin(annotation) in (Union, UnionType) else [annotation]
 
 
 def expand_shorthands(doc: LDict) -> None:

@@ -1,4 +1,5 @@
-"""Jinja rendering: a sandboxed environment where an undefined name is an error, never "".
+"""Jinja templates: which spec fields are templates, and rendering them in a sandboxed environment
+where an undefined name is an error, never "".
 
 Every template knows its `Source` (the field it came from and the file line of its first
 line), so an error reads `spec.loop.yaml:12:5: objective: undefined variable vars.pkg`.
@@ -8,14 +9,18 @@ from __future__ import annotations
 
 import difflib
 import traceback
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, get_args, get_origin
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel
 
 from .errors import Problem, TemplateError
+from .spec import JINJA, union_members
+
 
 @dataclass(frozen=True)
 class Source:
@@ -82,3 +87,32 @@ def _error(source: Source, line: int, message: str) -> TemplateError:
     problem = Problem(source.file, source.line + line - 1, source.col, source.name, message)
     return TemplateError([problem])
 
+
+def template_fields(model: BaseModel, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Every Jinja field set in `model`, as (path, text), found from the `Jinja` marks on the types."""
+    for name, field in type(model).model_fields.items():
+        key = field.alias or name
+        yield from _walk(getattr(model, name), field.annotation, field.metadata, path + (key,))
+
+
+def _walk(value: Any, annotation: Any, metadata: list[Any], path: tuple[Any, ...]) -> Iterator[Any]:
+    if isinstance(value, BaseModel):
+        yield from template_fields(value, path)
+    elif isinstance(value, str) and (JINJA in metadata or _marked(annotation)):
+        yield path, value
+    elif isinstance(value, (list, dict)):
+        inner = _item_type(annotation, list if isinstance(value, list) else dict)
+        items = enumerate(value) if isinstance(value, list) else value.items()
+        for key, item in items:
+            yield from _walk(item, inner, [], path + (key,))
+
+
+def _marked(annotation: Any) -> bool:
+    return any(JINJA in getattr(m, "__metadata__", ()) for m in union_members(annotation))
+
+
+def _item_type(annotation: Any, container: type) -> Any:
+    for member in union_members(annotation):
+        if get_origin(member) is container:
+            return get_args(member)[-1]
+    return None

@@ -8,9 +8,10 @@ wrong arguments, or that fails in any way, returns an error message to the model
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import files
 from .files import ToolFailure, Workspace

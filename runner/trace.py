@@ -73,7 +73,7 @@ class Record:
         event = {"ts": now(), "type": type_, "iteration": iteration, **fields}
         line = mask(json.dumps(event, default=str, ensure_ascii=False))
         if self._trace is None:
-            self._trace = open(self.trace_path, "a", encoding="utf-8")
+            self._trace = open(self.trace_path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
         self._trace.write(line + "\n")
         self._trace.flush()
         return event

@@ -11,8 +11,9 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 
 def reply(text: str = "", tools: list[tuple[str, dict[str, Any]]] | None = None,
@@ -97,13 +98,16 @@ class FakeProvider:
         else:
             data = json.dumps({"error": {"message": f"fake error {item['status']}", "type": "server_error"}}).encode()
             status, headers = item["status"], item["headers"]
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(item.get("length") or len(data)))
-        for key, value in headers.items():
-            handler.send_header(key, value)
-        handler.end_headers()
-        handler.wfile.write(data)
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(item.get("length") or len(data)))
+            for key, value in headers.items():
+                handler.send_header(key, value)
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up first (a timeout test)
         if item.get("length"):
             handler.close_connection = True
 

@@ -1,17 +1,15 @@
 """Verifiers: http, file rules and an independent model reviewer, each independent of the worker."""
 
-import json
 import socket
 import textwrap
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import yaml
-from helpers import events, run_folder
-from loopback import FakeProvider, raw, reply
+from helpers import events
+from loopback import raw, reply
 
 from runner.resolve import resolve
 from runner.runs import start
@@ -228,7 +226,7 @@ def test_a_malformed_verdict_is_a_failed_check_showing_what_came_back(write, tmp
 def test_checks_of_a_round_run_in_parallel(write, tmp_path):
     checks = "verify:\n" + "".join(f"  - {{name: c{i}, run: 'sleep 1'}}\n" for i in range(6))
     started = time.monotonic()
-    loop, outcome = run_spec(write, tmp_path, checks, [{"say": "done"}])
+    _, outcome = run_spec(write, tmp_path, checks, [{"say": "done"}])
     assert outcome.status.value == "verified" and time.monotonic() - started < 3
 
 
@@ -251,5 +249,5 @@ def test_a_rising_metric_counts_as_progress(write, tmp_path, step, status):
     script = f"n=$(cat count 2>/dev/null || echo 0); n=$((n+{step})); echo $n > count; echo \"$n passed\"; exit 1"
     checks = f"verify:\n  - {{name: score, run: '{script}', metric: '(\\d+) passed', when: every_iteration}}\n"
     turns = [{"tools": [{"read_file": {"path": f"f{i}"}}]} for i in range(6)]
-    loop, outcome = run_spec(write, tmp_path, checks, turns, "stop: {max_iterations: 6, no_progress: 3}\n")
+    _, outcome = run_spec(write, tmp_path, checks, turns, "stop: {max_iterations: 6, no_progress: 3}\n")
     assert outcome.status.value == status

@@ -1,5 +1,6 @@
 """Context engineering: the budget holds for hundreds of iterations and nothing needed is lost."""
 
+import itertools
 import json
 import textwrap
 from pathlib import Path
@@ -70,7 +71,7 @@ def test_three_hundred_iterations_never_exceed_the_budget(write, provider, loop_
 def assert_prefix_stable_between_compactions(requests):
     """Between two compactions a prompt only grows at its end: the previous prompt is its prefix."""
     stable = 0
-    for before, after in zip(requests, requests[1:]):
+    for before, after in itertools.pairwise(requests):
         if after["messages"][:len(before["messages"])] == before["messages"]:
             stable += 1
         else:  # only a compaction may rewrite the prompt, and then the memory block changed

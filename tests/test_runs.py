@@ -54,7 +54,7 @@ def iterations_of(folder, type_="model_call"):
 
 def test_run_started_records_the_spec_commit_and_whether_it_differs(write, loop_cli, tmp_path):
     path = held_spec(write, [{"say": "done"}])
-    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True)  # noqa
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True)
     git("init", "-q")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x")
     git("add", path.name, "r.script.yaml")
@@ -114,7 +114,7 @@ def test_ctrl_c_mid_iteration_then_resume_to_verified(write, tmp_path, loop_cli)
     run = spawn(tmp_path, "run", "r.loop.yaml", "-q")
     folder = holding(tmp_path)
     run.send_signal(signal.SIGINT)
-    _, err = run.communicate(timeout=30)
+    run.communicate(timeout=30)
     assert run.returncode == 130
     finished = events(folder, "run_finished")[-1]
     assert finished["status"] == "interrupted" and "loop resume" in finished["message"]
@@ -171,7 +171,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 def browse(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *extra, page.absolute().as_uri()],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 @pytest.mark.skipif(not CHROMIUM and not os.environ.get("LOOP_REQUIRE_BROWSER"),

@@ -4,10 +4,8 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
-from pathlib import Path
 
 import yaml
 from helpers import events, wait_until
@@ -147,13 +145,13 @@ def test_run_watch_from_the_command_line(write, tmp_path):
     spec = write("live.loop.yaml", spec_text())
     proc = subprocess.Popen([sys.executable, "-m", "runner", "run", "live.loop.yaml", "--watch", "--json"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    trace = lambda: list((tmp_path / "runs").glob("*/trace.jsonl"))  # noqa: E731
+    trace = lambda: list((tmp_path / "runs").glob("*/trace.jsonl"))
     assert wait_until(lambda: trace() and "wait" in trace()[0].read_text(), timeout=20)
     time.sleep(0.3)  # the watcher is up before the first model call; give the save a moment to settle
     spec.write_text(spec_text(objective="A new objective."))
     time.sleep(1.0)
     (tmp_path / "go").write_text("")
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "spec reloaded: objective changed" in err
 
