@@ -139,7 +139,7 @@ class Context:
             request = transcript(dropped)
             self.summary = summarize(self.summary, request)
             fields.update(summary_request=request[-4000:], summary=self.summary)
-        self._rebuild_memory(report_dropped=any(u.id == self.report_unit for u in dropped))
+        self._rebuild_memory()
         fields["after_tokens"] = self.tokens()
         if fields["after_tokens"] > budget:
             raise RunError(self._cannot_fit(fields["after_tokens"]))
@@ -162,7 +162,7 @@ class Context:
                 f"be kept (system, objective, memory, the last {self.settings.keep_recent} messages) "
                 f"needs {tokens} tokens; raise budget_tokens, lower keep_recent or offload_over_tokens")
 
-    def _rebuild_memory(self, report_dropped: bool) -> None:
+    def _rebuild_memory(self) -> None:
         parts = ["# Memory (kept across compactions)"]
         if self.summary:
             parts.append("## Summary of earlier work\n" + self.summary.strip())
@@ -170,7 +170,7 @@ class Context:
             parts.append(f"({self.dropped} earlier messages were dropped to keep the context small.)")
         if self.notes:
             parts.append("## Your notes\n" + "\n".join(f"- {n}" for n in self.notes))
-        if report_dropped and self.report:
+        if self.report and all(u.id != self.report_unit for u in self.units):  # its turn is gone
             parts.append("## Latest check report\n" + self.report)
         self.memory = {"role": "user", "content": "\n\n".join(parts)}
         self.memory_tokens = self.counter.message(self.memory)

@@ -270,3 +270,22 @@ def test_sub_loops_report_status_summary_and_checks_to_the_parent(write, loop_cl
     child_tokens = sum(events(runs[c], "run_finished")[0]["prompt_tokens"] for c in ("good", "stuck"))
     parent_own = sum(e["prompt_tokens"] for e in events(runs["parent"], "model_call"))
     assert summary["prompt_tokens"] == parent_own + child_tokens  # the parent's budget includes its sub-loops
+
+
+def test_the_latest_check_report_survives_compaction(write, tmp_path):
+    for i in range(5):
+        write(f"f{i}.txt", "filler line\n" * 40)
+    turns = [{"say": "I am done."}] + [{"tools": [{"read_file": {"path": f"f{i % 5}.txt"}}]} for i in range(30)]
+    script_file(write, turns)
+    scripted_spec(write, "context: {budget_tokens: 2000, keep_recent: 2, compaction: drop_oldest}\n"
+                         "stop: {max_iterations: 31}\n")
+    from runner.resolve import resolve
+    from runner.runs import start
+
+    loop = start(resolve("s.loop.yaml"), tmp_path, tmp_path / "runs")
+    loop.run()
+    assert len(events(loop.record.folder, "compaction")) >= 2
+    last = [c for c in loop.model.calls if c["purpose"] == "act"][-1]["messages"]
+    memory = last[2]["content"]
+    assert "## Latest check report" in memory and "no file matches `never.txt`" in memory
+    assert "1 of 1 checks failed" not in json.dumps(last[3:])  # its turn was dropped; memory kept it

@@ -184,3 +184,32 @@ def test_secrets_from_the_environment_never_reach_any_written_file(write, loop_c
     assert written and all(secret not in p.read_text(errors="replace") for p in written)
     trace = (run_folder(tmp_path / "runs") / "trace.jsonl").read_text()
     assert "[masked:MY_API_TOKEN]" in trace
+
+
+def test_expect_exit_decides_what_passing_means(write, loop_cli):
+    path = spec(write, "- say: done\n", "verify:\n  - {name: must-fail, run: 'exit 3', expect_exit: 3}\n")
+    assert json.loads(loop_cli("run", path, "--json").stdout)["status"] == "verified"
+
+
+def test_run_options_override_the_spec(write, loop_cli, tmp_path, provider):
+    from loopback import reply
+
+    provider.add(reply("", [("write_file", {"path": "done.txt", "content": "ok"})]), reply("done"))
+    (tmp_path / "elsewhere").mkdir()
+    write("o.loop.yaml", f"""
+        version: 1
+        name: o
+        vars: {{greeting: hello}}
+        model: {{name: openai/from-spec, api_base: {provider.url}}}
+        objective: Say {{{{ vars.greeting }}}}.
+        tools: [write_file]
+        verify: [{{name: done, file: {{path: done.txt}}}}]
+        stop: {{max_iterations: 1}}
+        """)
+    result = loop_cli("run", "o.loop.yaml", "--model", "openai/from-flag", "--max-iterations", "3",
+                      "--workdir", "elsewhere", "--var", "greeting=bonjour", "--json")
+    assert json.loads(result.stdout)["status"] == "verified"
+    assert [r["model"] for r in provider.requests] == ["from-flag", "from-flag"]
+    assert provider.requests[0]["messages"][1]["content"] == "# Objective\nSay bonjour."
+    assert (tmp_path / "elsewhere" / "done.txt").exists() and not (tmp_path / "done.txt").exists()
+    assert (tmp_path / "elsewhere" / ".loop").is_dir() is False  # LOOP_RUNS_DIR keeps runs in tmp_path/runs

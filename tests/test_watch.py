@@ -168,3 +168,19 @@ def test_validate_watch_reruns_on_every_save_until_ctrl_c(write, tmp_path):
     assert out.count("watching; Ctrl-C to stop") == 2
     assert "ok a" in out and "a.loop.yaml:4:1: objectve: unknown field `objectve`; did you mean `objective`?" in out
     assert proc.returncode == 2
+
+
+def test_a_tool_removed_by_a_reload_is_no_longer_offered_and_its_calls_are_refused(write, tmp_path):
+    turns = [{"tools": [{"wait": {}}]}, {"tools": [{"write_file": {"path": "x.txt", "content": "x"}}]},
+             {"say": "done"}]
+    live = Live(write, tmp_path, turns)
+    live.waiting()
+    live.save(spec_text().replace("  - write_file\n", ""))
+    live.release()
+    assert live.finish().status.value == "verified"
+    assert "write_file" not in live.loop.model.calls[1]["tools"]
+    refused = [e for e in events(live.loop.record.folder, "tool_call") if e["name"] == "write_file"][0]
+    assert not refused["ok"] and "not a tool you can call" in refused["output_preview"]
+    assert not (tmp_path / "x.txt").exists()
+    notice = live.loop.model.calls[1]["messages"][-1]["content"]
+    assert "Your tools are now: wait, finish, note, read_artifact." in notice
