@@ -188,7 +188,6 @@ class Loop:
             "units_bytes": units_bytes})
 
     def close(self, outcome: Stop) -> None:
-        self.outcome = outcome
         (self.record.folder / "changes.diff").write_text(mask(self.snapshot.diff()), encoding="utf-8")
         self.emit("run_finished", status=outcome.status.value, message=outcome.message,
                   iterations=self.counters.iteration, prompt_tokens=self.counters.prompt_tokens,

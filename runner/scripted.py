@@ -60,10 +60,10 @@ def load_script(path: Path) -> list[ScriptTurn]:
 class ScriptedModel:
     name = "scripted"
 
-    def __init__(self, script: Path, position: int = 0):
+    def __init__(self, script: Path):
         self.script = script
         self.turns = load_script(script)
-        self.position = position
+        self.position = 0  # the next turn; saved in state.json, so a resumed run goes on from here
         self.calls: list[dict[str, Any]] = []
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
@@ -117,5 +117,5 @@ class Recorder:
         self.path.write_text(yaml.safe_dump(self.turns, sort_keys=False, allow_unicode=True), encoding="utf-8")
         return turn
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # e.g. the scripted model's `position`, for state.json
         return getattr(self.model, name)
