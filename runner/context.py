@@ -137,7 +137,8 @@ class Context:
                                   "dropped_messages": sum(len(u.messages) for u in dropped)}
         if self.settings.compaction == "summarize":
             request = transcript(dropped)
-            self.summary = summarize(self.summary, request)
+            # a summary may take a quarter of the budget at most (about 4 characters a token)
+            self.summary = summarize(self.summary, request)[: self.settings.budget_tokens]
             fields.update(summary_request=request[-4000:], summary=self.summary)
         self._rebuild_memory()
         fields["after_tokens"] = self.tokens()

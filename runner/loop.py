@@ -103,7 +103,7 @@ class Loop:
         self.counters.iteration += 1
         turn = self.query()
         finished = self.execute(turn.tool_calls)
-        results = self.verify(final=finished or not turn.tool_calls)
+        results = self.verify(final=finished)
         self.progress.iteration_done(turn.tool_calls, results)
         self.save()
 
@@ -132,8 +132,8 @@ class Loop:
                   text=turn.text[:500], context_tokens=self.context.tokens())
 
     def execute(self, calls: list[ToolCall]) -> bool:
-        """Run every call of the turn; True if one of them was `finish`."""
-        finished = False
+        """Run every call of the turn; True if the turn ends the agent's work (no calls, or `finish`)."""
+        finished = not calls
         for call in calls:
             repeated = self.progress.note_call(call)
             started = time.monotonic()

@@ -44,6 +44,8 @@ def run_subloop(parent: Loop, tool: ToolSpec, args: dict[str, Any]) -> ToolResul
     child = Loop(resolved, workdir, record, make_model(resolved.spec.model),
                  display=parent.display.nested() if parent.display else None, parent=parent.record.run_id)
     outcome = child.run()
+    if outcome.status is Status.INTERRUPTED:
+        raise KeyboardInterrupt  # Ctrl-C stops the parent too, not just the subtask
     spent = child.counters
     parent.counters.add(spent.prompt_tokens, spent.completion_tokens, spent.cost_usd)
     parent.counters.unpriced_calls += spent.unpriced_calls

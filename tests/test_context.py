@@ -289,3 +289,28 @@ def test_the_latest_check_report_survives_compaction(write, tmp_path):
     memory = last[2]["content"]
     assert "## Latest check report" in memory and "no file matches `never.txt`" in memory
     assert "1 of 1 checks failed" not in json.dumps(last[3:])  # its turn was dropped; memory kept it
+
+
+def test_a_runaway_summary_is_cut_so_the_budget_still_holds(write, provider, loop_cli):
+    write("big.txt", "some line of text\n" * 30)
+
+    def respond(body):
+        if is_summary_request(body):
+            return reply("S" * 50_000)
+        return reply("reading", [("read_file", {"path": "big.txt", "start_line": len(body["messages"])})])
+
+    provider.responder = respond
+    write("s.loop.yaml", f"""
+        version: 1
+        name: s
+        model: {{name: openai/test-model, api_base: {provider.url}}}
+        objective: Read.
+        tools: [read_file]
+        context: {{budget_tokens: 2000, keep_recent: 2, compaction: summarize}}
+        verify: [{{name: never, file: {{path: never.txt}}}}]
+        stop: {{max_iterations: 15}}
+        """)
+    result = loop_cli("run", "s.loop.yaml", "--json", "-q")
+    assert json.loads(result.stdout)["status"] == "max_iterations", result.stderr
+    compactions = events(run_folder(Path("runs")), "compaction")
+    assert compactions and all(len(c["summary"]) <= 2000 and c["after_tokens"] <= 2000 for c in compactions)

@@ -207,3 +207,35 @@ def test_secrets_are_masked_in_show_and_the_report_too(write, tmp_path, loop_cli
     for text in (run.output, shown, page, *(p.read_text() for p in folder.rglob("*") if p.is_file())):
         assert "hunter2-hunter2" not in text
     assert "[masked:DEPLOY_PASSWORD]" in page and "[masked:DEPLOY_PASSWORD]" in (folder / "trace.jsonl").read_text()
+
+
+def test_ctrl_c_during_a_sub_loop_interrupts_the_parent_too(write, tmp_path):
+    write("sub.script.yaml", yaml.safe_dump([{"tools": [{"hold": {}}]}, {"say": "done"}]))
+    write("sub.loop.yaml", f"""
+        version: 1
+        name: child
+        model: {{name: scripted, script: sub.script.yaml}}
+        objective: Hold on.
+        tools: [{json.dumps(HOLD)}]
+        """)
+    write("parent.script.yaml", yaml.safe_dump([{"tools": [{"delegate": {}}]}, {"say": "done"}]))
+    write("parent.loop.yaml", """
+        version: 1
+        name: parent
+        model: {name: scripted, script: parent.script.yaml}
+        objective: Delegate.
+        tools: [{name: delegate, loop: sub.loop.yaml}]
+        """)
+    run = spawn(tmp_path, "run", "parent.loop.yaml", "-q")
+
+    def child_holding():
+        folders = [f for f in (tmp_path / "runs").glob("*-child-*")]
+        return folders and any("hold" in e["tool_calls"] for e in events(folders[0], "model_call"))
+
+    assert wait_until(child_holding, timeout=30)
+    run.send_signal(signal.SIGINT)
+    run.communicate(timeout=30)
+    assert run.returncode == 130
+    for name in ("parent", "child"):
+        folder = next((tmp_path / "runs").glob(f"*-{name}-*"))
+        assert events(folder, "run_finished")[-1]["status"] == "interrupted", name

@@ -179,7 +179,7 @@ def test_a_tool_removed_by_a_reload_is_no_longer_offered_and_its_calls_are_refus
     live.release()
     assert live.finish().status.value == "verified"
     assert "write_file" not in live.loop.model.calls[1]["tools"]
-    refused = [e for e in events(live.loop.record.folder, "tool_call") if e["name"] == "write_file"][0]
+    refused = next(e for e in events(live.loop.record.folder, "tool_call") if e["name"] == "write_file")
     assert not refused["ok"] and "not a tool you can call" in refused["output_preview"]
     assert not (tmp_path / "x.txt").exists()
     notice = live.loop.model.calls[1]["messages"][-1]["content"]
