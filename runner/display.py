@@ -90,13 +90,20 @@ def format_event(event: dict[str, Any], color: bool = False) -> str | None:
 
 
 class Display:
+    """Live progress: each event as a line, model calls with the run's running totals."""
+
     def __init__(self, stream: TextIO | None = None, color: bool | None = None, indent: str = ""):
         self.stream = stream or sys.stderr
         self.color = self.stream.isatty() if color is None else color
         self.indent = indent
+        self.tokens, self.cost = 0, 0.0
 
     def event(self, event: dict[str, Any]) -> None:
         line = format_event(event, self.color)
+        if event.get("type") == "model_call":
+            self.tokens += (event.get("prompt_tokens") or 0) + (event.get("completion_tokens") or 0)
+            self.cost += event.get("cost_usd") or 0.0
+            line = f"{line}  [run: {self.tokens} tokens, ${self.cost:.4f}]"
         if line is not None:
             self.stream.write("".join(self.indent + part + "\n" for part in line.splitlines()))
             self.stream.flush()
