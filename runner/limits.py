@@ -82,6 +82,7 @@ class Limits:
 @dataclass
 class Progress:
     workdir: Path
+    scan: bool = True  # watch the workdir for changes (only worth it when `no_progress` is set)
     streak: int = 0
     print: str = ""  # the workdir's fingerprint after the last iteration that could change files
     passed: list[str] = field(default_factory=list)  # checks that have passed at least once
@@ -91,7 +92,8 @@ class Progress:
     repeated: bool = False  # this iteration repeated a call REPEAT_LIMIT times
 
     def __post_init__(self) -> None:
-        self.print = self.print or fingerprint(self.workdir)
+        if self.scan and not self.print:
+            self.print = fingerprint(self.workdir)
 
     def note_call(self, call: ToolCall) -> bool:
         """Count identical consecutive calls; True once the same call has come REPEAT_LIMIT times."""
@@ -104,7 +106,7 @@ class Progress:
 
     def iteration_done(self, calls: list[ToolCall], results: list[Any] | None) -> None:
         changed = False
-        if any(c.name not in READ_ONLY_TOOLS for c in calls):
+        if self.scan and any(c.name not in READ_ONLY_TOOLS for c in calls):
             now = fingerprint(self.workdir)
             changed, self.print = now != self.print, now
         improved = self._improved(results or [])
@@ -123,4 +125,4 @@ class Progress:
         return improved
 
     def state(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "workdir"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("workdir", "scan")}

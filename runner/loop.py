@@ -48,7 +48,7 @@ class Loop:
         self.artifacts = Artifacts(record.folder / "artifacts", state.get("artifacts", 0))
         folder = record.folder / "snapshot"
         self.snapshot = Snapshot.load(workdir, folder) if state else Snapshot.take(workdir, folder)
-        self.progress = Progress(workdir, **state.get("progress", {}))
+        self.progress = Progress(workdir, resolved.spec.stop.no_progress is not None, **state.get("progress", {}))
         self.last_results: list[CheckResult] = []
         counter, settings = Counter(resolved.spec.model.name), resolved.spec.context
         self.context = (Context.restore(state["context"], record.read_units(state["units_bytes"]), settings,
@@ -63,6 +63,7 @@ class Loop:
         self.resolved, self.spec = resolved, resolved.spec
         self.renderer = resolved.renderer(self.workdir)
         self.limits = Limits(self.spec.stop)
+        self.progress.scan = self.spec.stop.no_progress is not None
         self.verifier = Verifier(self.spec, self.renderer, self.workdir, self.snapshot)
         hooks = Hooks(self.context.notes, self.artifacts.read, lambda tool, args: run_subloop(self, tool, args),
                       lambda: self.limits.time_left(self.counters))

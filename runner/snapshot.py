@@ -56,13 +56,12 @@ class Snapshot:
         blobs.mkdir(parents=True, exist_ok=True)
         hashes, copied = {}, 0
         for rel in walk(root):
-            try:
-                data = (root / rel).read_bytes()
-            except OSError:
+            signature, data = _signature(root / rel)
+            if signature is None:
                 continue
-            sha = hashes[rel] = hashlib.sha256(data).hexdigest()
-            if len(data) <= MAX_COPY_FILE and copied + len(data) <= MAX_COPY_TOTAL and b"\0" not in data[:4096]:
-                (blobs / sha).write_bytes(data)
+            hashes[rel] = signature
+            if data is not None and copied + len(data) <= MAX_COPY_TOTAL and b"\0" not in data[:4096]:
+                (blobs / signature).write_bytes(data)
                 copied += len(data)
         (folder / "manifest.json").write_text(json.dumps(hashes), encoding="utf-8")
         return cls(root, folder, hashes)
@@ -72,10 +71,7 @@ class Snapshot:
         return cls(root, folder, json.loads((folder / "manifest.json").read_text(encoding="utf-8")))
 
     def current(self, rel: str) -> str | None:
-        try:
-            return hashlib.sha256((self.root / rel).read_bytes()).hexdigest()
-        except OSError:
-            return None
+        return _signature(self.root / rel)[0]
 
     def changed(self, pattern: str = "*") -> list[str]:
         """Files matching `pattern` that were added, removed or modified since the start."""
@@ -106,6 +102,19 @@ class Snapshot:
         if b"\0" in data[:4096] or len(data) > MAX_COPY_FILE:
             return None
         return data.decode("utf-8", errors="replace")
+
+
+def _signature(path: Path) -> tuple[str | None, bytes | None]:
+    """A file's sha256 (and its bytes), or for a file too large to copy, its size and mtime:
+    reading gigabytes at the start of every run would cost more than it tells."""
+    try:
+        info = path.stat()
+        if info.st_size > MAX_COPY_FILE:
+            return f"large-{info.st_size}-{info.st_mtime_ns}", None
+        data = path.read_bytes()
+    except OSError:
+        return None, None
+    return hashlib.sha256(data).hexdigest(), data
 
 
 def glob_match(rel: str, pattern: str) -> bool:

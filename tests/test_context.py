@@ -161,12 +161,13 @@ def test_a_note_from_iteration_3_is_in_the_prompt_at_iteration_200(write, tmp_pa
     assert all(tool_pairs_ok(c["messages"]) for c in acts)
 
 
-def test_a_summarizing_compaction_shows_its_request_and_result_in_the_trace(write, provider, loop_cli):
+def summarizing_run(write, provider, loop_cli, summary, budget, iterations):
+    """A provider that keeps reading big.txt and answers every summary request with `summary`."""
     write("big.txt", "lorem ipsum dolor sit amet\n" * 40)
 
     def respond(body):
         if is_summary_request(body):
-            return reply("SUMMARY: big.txt was read five times; it holds lorem ipsum.", usage=(900, 30))
+            return reply(summary, usage=(900, 30))
         return reply("reading", [("read_file", {"path": "big.txt", "start_line": len(body["messages"])})])
 
     provider.responder = respond
@@ -176,11 +177,16 @@ def test_a_summarizing_compaction_shows_its_request_and_result_in_the_trace(writ
         model: {{name: openai/test-model, api_base: {provider.url}}}
         objective: Summarize big.txt.
         tools: [read_file]
-        context: {{budget_tokens: 1500, keep_recent: 2, compaction: summarize}}
+        context: {{budget_tokens: {budget}, keep_recent: 2, compaction: summarize}}
         verify: [{{name: never, file: {{path: never.txt}}}}]
-        stop: {{max_iterations: 12}}
+        stop: {{max_iterations: {iterations}}}
         """)
-    loop_cli("run", "s.loop.yaml", "--quiet")
+    return loop_cli("run", "s.loop.yaml", "--json", "--quiet")
+
+
+def test_a_summarizing_compaction_shows_its_request_and_result_in_the_trace(write, provider, loop_cli):
+    summarizing_run(write, provider, loop_cli, "SUMMARY: big.txt was read five times; it holds lorem ipsum.",
+                    budget=1500, iterations=12)
     folder = run_folder(Path("runs"))
     compaction = events(folder, "compaction")[0]
     assert compaction["strategy"] == "summarize" and compaction["after_tokens"] < compaction["before_tokens"]
@@ -292,25 +298,7 @@ def test_the_latest_check_report_survives_compaction(write, tmp_path):
 
 
 def test_a_runaway_summary_is_cut_so_the_budget_still_holds(write, provider, loop_cli):
-    write("big.txt", "some line of text\n" * 30)
-
-    def respond(body):
-        if is_summary_request(body):
-            return reply("S" * 50_000)
-        return reply("reading", [("read_file", {"path": "big.txt", "start_line": len(body["messages"])})])
-
-    provider.responder = respond
-    write("s.loop.yaml", f"""
-        version: 1
-        name: s
-        model: {{name: openai/test-model, api_base: {provider.url}}}
-        objective: Read.
-        tools: [read_file]
-        context: {{budget_tokens: 2000, keep_recent: 2, compaction: summarize}}
-        verify: [{{name: never, file: {{path: never.txt}}}}]
-        stop: {{max_iterations: 15}}
-        """)
-    result = loop_cli("run", "s.loop.yaml", "--json", "-q")
+    result = summarizing_run(write, provider, loop_cli, "S" * 50_000, budget=2000, iterations=15)
     assert json.loads(result.stdout)["status"] == "max_iterations", result.stderr
     compactions = events(run_folder(Path("runs")), "compaction")
     assert compactions and all(len(c["summary"]) <= 2000 and c["after_tokens"] <= 2000 for c in compactions)
