@@ -12,8 +12,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROWS = [
-    ("validate_time.py", "loop validate, 3-level extends chain (process, median of 10)", "validate_3_level_chain_ms_median", "ms"),
-    ("first_request.py", "loop run to the first model request, with litellm (median of 5)", "first_model_request_ms_median", "ms"),
+    ("validate_time.py", "loop validate, 3-level extends chain (process, median of 10)",
+     "validate_3_level_chain_ms_median", "ms"),
+    ("first_request.py", "loop run to the first model request, with litellm (median of 5)",
+     "first_model_request_ms_median", "ms"),
     ("overhead.py", "runner overhead per iteration at 10", "overhead_ms_at_10", "ms"),
     ("overhead.py", "runner overhead per iteration at 100", "overhead_ms_at_100", "ms"),
     ("overhead.py", "runner overhead per iteration at 1,000", "overhead_ms_at_1000", "ms"),
@@ -21,7 +23,8 @@ ROWS = [
     ("overhead.py", "overhead at 1,000 / at 10", "ratio_1000_to_10", "x"),
     ("overhead.py", "max prompt tokens (budget 32,000)", "max_prompt_tokens", "tokens"),
     ("overhead.py", "prompt share repeating the previous prefix (median)", "prefix_share_median", ""),
-    ("overhead.py", "prompts starting with the whole previous prompt", "prompts_starting_with_the_whole_previous_prompt", ""),
+    ("overhead.py", "prompts starting with the whole previous prompt",
+     "prompts_starting_with_the_whole_previous_prompt", ""),
     ("overhead.py", "peak memory of a 1,000-iteration run", "peak_rss_mb", "MB"),
     ("reload_latency.py", "hot reload, save to spec_reloaded (median of 20)", "reload_ms_median", "ms"),
     ("checks_parallel.py", "round of 8 checks of 1 s each (median of 3)", "round_of_8_one_second_checks_s_median", "s"),
@@ -45,7 +48,8 @@ def main() -> None:
     print(f"|{'-' * 66}|{'-' * 14}|")
     for script, label, key, unit in ROWS:
         value = results.get(script, {}).get(key)
-        shown = "-" if value is None else (f"{value:,.2f} {unit}".strip() if isinstance(value, float) else f"{value:,} {unit}".strip())
+        number = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
+        shown = "-" if value is None else f"{number} {unit}".strip()
         print(f"| {label:<64} | {shown:>12} |")
 
 

@@ -14,7 +14,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from .errors import Problem, field_path
-from .located import LDict, LList, Loc, locate
+from .located import LDict, LList, Loc, has, locate
 from .spec import NAME_PATTERN, union_members
 
 _SECRET_KEY = re.compile(r"(?i)(^|[_-])(api_?key|key|token|secret|password|passwd|authorization|credentials?)$")
@@ -41,8 +41,7 @@ def _user_path(tree: Any, error: dict[str, Any]) -> tuple[Any, ...]:
     """The error's path as the user wrote it: pydantic's union-branch labels are cut off."""
     loc, path, node = tuple(error["loc"]), (), tree
     for part in loc:
-        if isinstance(node, dict) and part in node or (
-                isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+        if has(node, part):
             path, node = path + (part,), node[part]
         else:
             if error["type"] == "missing" and isinstance(node, dict):

@@ -103,7 +103,8 @@ def list_files(ws: Workspace, path: str = ".", pattern: str | None = None) -> st
     found = [ws.show(f) for f in _walk(ws, start) if not pattern or fnmatch.fnmatch(ws.show(f), pattern)]
     if not found:
         return "(no files)"
-    more = f"\n[... and {len(found) - MAX_LISTED} more; narrow it with path or pattern]" if len(found) > MAX_LISTED else ""
+    left = len(found) - MAX_LISTED
+    more = f"\n[... and {left} more; narrow it with path or pattern]" if left > 0 else ""
     return "\n".join(found[:MAX_LISTED]) + more
 
 

@@ -12,8 +12,8 @@ import difflib
 import os
 from pathlib import Path
 
-from .errors import Problem, SpecError
-from .located import Loc
+from .errors import SpecError
+from .located import Loc, problem_at
 
 SUFFIX = ".loop.yaml"
 
@@ -45,7 +45,7 @@ def find_spec(ref: str, base_dir: Path, loc: Loc | None = None) -> Path:
         candidate = (base_dir / Path(ref).expanduser()).absolute()
         if candidate.is_file():
             return candidate
-        raise _problem(loc, "extends", f"cannot find `{ref}` (looked at {candidate})")
+        raise SpecError([problem_at(loc, "extends", f"cannot find `{ref}` (looked at {candidate})")])
     looked = [d / f"{ref}{SUFFIX}" for d in template_dirs()]
     for candidate in looked:
         if candidate.is_file():
@@ -53,8 +53,8 @@ def find_spec(ref: str, base_dir: Path, loc: Loc | None = None) -> Path:
     known = [name for name, _, _ in list_templates()]
     close = difflib.get_close_matches(ref, known, n=1)
     hint = f"did you mean `{close[0]}`? " if close else ""
-    raise _problem(loc, "extends", f"cannot find template `{ref}`; {hint}looked for "
-                         + ", ".join(str(p) for p in looked) + " (`loop templates` lists them)")
+    raise SpecError([problem_at(loc, "extends", f"cannot find template `{ref}`; {hint}looked for "
+                                + ", ".join(str(p) for p in looked) + " (`loop templates` lists them)")])
 
 
 def list_templates() -> list[tuple[str, Path, bool]]:
@@ -67,9 +67,3 @@ def list_templates() -> list[tuple[str, Path, bool]]:
             found.append((name, file, name in seen))
             seen.add(name)
     return found
-
-
-
-
-def _problem(loc: Loc, path: str, message: str) -> SpecError:
-    return SpecError([Problem(loc.file, loc.line, loc.col, path, message)])

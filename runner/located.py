@@ -145,6 +145,11 @@ def load(text: str, file: str) -> Any:
         raise _error(file, node.start_mark, "YAML is nested too deeply") from None
 
 
+def problem_at(loc: Loc, path: str, message: str) -> Problem:
+    """A Problem at the place `loc` points to."""
+    return Problem(loc.file, loc.line, loc.col, path, message)
+
+
 def load_file(path: Path, kind: type, what: str, shape: str) -> Any:
     """Read and parse the YAML file of a spec or script; it must be a `kind` (LDict or LList).
 
@@ -180,14 +185,20 @@ def locate(tree: Any, path: tuple[Any, ...], *, key: bool = False) -> Loc | None
     return here
 
 
+def has(node: Any, part: Any) -> bool:
+    """Whether `node` is a map with the key `part`, or a list with the index `part`."""
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+
+
 def get(tree: Any, path: tuple[Any, ...]) -> Any:
     """The value at `path`, or None where the path does not exist."""
     node = tree
     for part in path:
-        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-        else:
+        if not has(node, part):
             return None
+        node = node[part]
     return node
 
 

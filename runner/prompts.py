@@ -93,13 +93,15 @@ def validate_templates(renderer: Renderer) -> list[Problem]:
     problems: list[Problem] = []
     spec = renderer.spec
     for path, text in template_fields(spec):
+        if path[0] == "prompts":  # validated below as prompts, with the variables each one gets
+            continue
         extra = {}
         if path[0] == "tools" and path[-1] == "command":
             extra["args"] = Namespace("args", _sample_args(spec.tools[path[1]].parameters))
         problems += problems_of(renderer.field, path, text, **extra)
     for kind in PROMPTS:
         problems += problems_of(renderer.prompt, kind, **SAMPLES[kind])
-    return list(dict.fromkeys(problems))  # a prompt override fails as a field and as a prompt
+    return problems
 
 
 def _sample_args(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from . import located
 from .diagnose import secret_problems, validation_problems
 from .errors import Problem, SpecError, UsageError, field_path, problems_of
 from .library import find_spec
-from .located import LDict, LList, Loc
+from .located import LDict, LList, Loc, problem_at
 from .prompts import Renderer, validate_templates
 from .spec import Spec, expand_shorthands
 from .templates import Source, template_fields
@@ -86,7 +86,7 @@ def _layer(path: Path, chain: list[Path], files: list[Path]) -> LDict:
         parent = find_spec(ref, path.parent, loc)
         if parent in chain + [path]:
             names = " -> ".join(p.name for p in chain + [path, parent])
-            raise SpecError([_at(loc, "extends", f"extends forms a cycle: {names}; remove one link")])
+            raise SpecError([problem_at(loc, "extends", f"extends forms a cycle: {names}; remove one link")])
         layer = _layer(parent, chain + [path], files)
         base = layer if base is None else merge(base, layer)
     return doc if base is None else merge(base, doc)
@@ -101,7 +101,7 @@ def _extends(doc: LDict) -> list[tuple[str, Loc]]:
     result = []
     for item, item_loc in zip(items, locs):
         if not isinstance(item, str) or not item.strip():
-            raise SpecError([_at(item_loc or loc, "extends", "extends takes a path or a template name, "
+            raise SpecError([problem_at(item_loc or loc, "extends", "extends takes a path or a template name, "
                                  "or a list of them")])
         result.append((item, item_loc or loc))
     return result
@@ -148,7 +148,7 @@ def _refuse_duplicates(doc: LDict) -> None:
             name = _item_name(item)
             if name is not None and name in seen:
                 loc = items.locs[i] or doc.loc
-                raise SpecError([_at(loc, field_path(path + (i,)),
+                raise SpecError([problem_at(loc, field_path(path + (i,)),
                                      f"a second entry named `{name}`; names in this list must be unique")])
             seen.add(name)
 
@@ -165,7 +165,7 @@ def _stray_drops(tree: LDict) -> list[Problem]:
         items = located.get(tree, path)
         for i, item in enumerate(items if isinstance(items, LList) else []):
             if isinstance(item, dict) and item.get("drop") is True:
-                problems.append(_at(items.locs[i] or tree.loc, field_path(path + (i,)),
+                problems.append(problem_at(items.locs[i] or tree.loc, field_path(path + (i,)),
                                     f"`drop: true` but nothing named `{item.get('name')}` is inherited; "
                                     "remove this entry"))
     return problems
@@ -249,12 +249,8 @@ def _check_companions(resolved: Resolved, outer: frozenset[Path]) -> list[Proble
                 problems += exc.problems
             except UsageError as exc:  # a var the sub-loop does not declare
                 loc = located.locate(resolved.tree, ("tools", i, "vars")) or resolved.tree.loc
-                problems.append(_at(loc, f"tools[{i}].vars", str(exc).replace("--var ", "")))
+                problems.append(problem_at(loc, f"tools[{i}].vars", str(exc).replace("--var ", "")))
     return problems
-
-
-def _at(loc: Loc, path: str, message: str) -> Problem:
-    return Problem(loc.file, loc.line, loc.col, path, message)
 
 
 def parse_var(text: str) -> tuple[str, Any]:

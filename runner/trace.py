@@ -51,6 +51,7 @@ class Record:
     def __init__(self, folder: Path):
         self.folder = folder
         self.trace_path = folder / "trace.jsonl"
+        self.units_path = folder / "units.jsonl"
         self._trace: TextIO | None = None
 
     @property
@@ -94,23 +95,21 @@ class Record:
     def cut_to(self, state: dict[str, Any]) -> list[dict[str, Any]]:
         """Bring the trace and the units journal back to what `state` saw: whatever a crash wrote after
         the last save belongs to an iteration that will run again. Returns the events cut from the trace."""
-        self._cut(self.folder / "units.jsonl", state["units_bytes"])
+        self._cut(self.units_path, state["units_bytes"])
         return _parse_lines(self._cut(self.trace_path, state["trace_bytes"]).splitlines())
 
     def append_units(self, units: list[dict[str, Any]]) -> int:
         """Append context units to the journal; return its size, which the next state records."""
-        path = self.folder / "units.jsonl"
         if units:
-            with open(path, "a", encoding="utf-8") as handle:
+            with open(self.units_path, "a", encoding="utf-8") as handle:
                 handle.write("".join(mask(json.dumps(u, ensure_ascii=False)) + "\n" for u in units))
-        return path.stat().st_size if path.exists() else 0
+        return self.units_path.stat().st_size if self.units_path.exists() else 0
 
     def read_units(self, size: int) -> list[dict[str, Any]]:
         """The journal's units in its first `size` bytes (what the last saved state counted)."""
-        path = self.folder / "units.jsonl"
-        if not path.exists():
+        if not self.units_path.exists():
             return []
-        with open(path, "rb") as handle:
+        with open(self.units_path, "rb") as handle:
             return [json.loads(line) for line in handle.read(size).decode("utf-8").splitlines()]
 
     def save_state(self, state: dict[str, Any]) -> None:

@@ -40,7 +40,7 @@ class Watcher:
     def __init__(self, resolved: Resolved, overrides: dict[str, Any]):
         self.file, self.overrides = resolved.file, overrides
         self.sha, self.script, self.files = resolved.sha256, script_digest(resolved), set(resolved.files)
-        self.pending: tuple[Resolved, bool] | SpecError | None = None
+        self.pending: tuple[Resolved, bool] | LoopError | None = None
         self.rejected = ""
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -74,7 +74,7 @@ class Watcher:
             if str(exc) != self.rejected:
                 self.rejected = str(exc)
                 with self.lock:
-                    self.pending = exc if isinstance(exc, SpecError) else SpecError([])
+                    self.pending = exc
             return
         digest = script_digest(resolved)
         self.rejected = ""
@@ -87,7 +87,7 @@ class Watcher:
     def apply(self, loop: Loop) -> None:
         with self.lock:
             change, self.pending = self.pending, None
-        if isinstance(change, SpecError):
+        if isinstance(change, LoopError):
             loop.emit("spec_rejected", error=str(change))
         elif change is not None:
             apply_reload(loop, *change)

@@ -61,8 +61,10 @@ def run_spec(write, tmp_path, checks: str, turns: list, extra: str = "", tools: 
 
 def test_http_check_waits_for_a_late_service_then_judges_what_it_answers(write, tmp_path):
     port, answers, servers = free_port(), iter([(200, '{"status": "starting"}')]), []
-    threading.Timer(1.0, lambda: servers.append(serve(port, lambda h: next(answers, (200, '{"status": "ok"}'))))).start()
-    checks = f"verify:\n  - {{name: health, http: {{url: 'http://127.0.0.1:{port}/health', json: {{status: ok}}}}, timeout: 8s}}\n"
+    later = lambda h: next(answers, (200, '{"status": "ok"}'))
+    threading.Timer(1.0, lambda: servers.append(serve(port, later))).start()
+    checks = (f"verify:\n  - {{name: health, http: {{url: 'http://127.0.0.1:{port}/health', json: {{status: ok}}}}, "
+              "timeout: 8s}\n")
     try:
         loop, outcome = run_spec(write, tmp_path, checks, [{"say": "started"}, {"say": "fixed"}])
     finally:
@@ -70,7 +72,8 @@ def test_http_check_waits_for_a_late_service_then_judges_what_it_answers(write, 
             server.shutdown()
     assert outcome.status.value == "verified" and loop.counters.iteration == 2
     first, second = [e["results"][0] for e in events(loop.record.folder, "verify")]
-    assert not first["passed"] and first["summary"].startswith("json: $.status is 'starting', expected 'ok'; answered after")
+    assert not first["passed"]
+    assert first["summary"].startswith("json: $.status is 'starting', expected 'ok'; answered after")
     assert first["duration_s"] >= 0.9
     report = loop.model.calls[1]["messages"][-1]["content"]
     assert '{"status": "starting"}' in report and "HTTP 200" in report
@@ -218,7 +221,8 @@ def test_a_malformed_verdict_is_a_failed_check_showing_what_came_back(write, tmp
     assert outcome.status.value == "max_iterations"
     rounds = [e["results"][0] for e in events(loop.record.folder, "verify")]
     assert rounds[0]["summary"] == "the reviewer's answer is not a valid verdict (no JSON object in it)"
-    assert rounds[1]["summary"] == "the reviewer's answer is not a valid verdict (passed: Input should be a valid boolean, unable to interpret input)"
+    assert rounds[1]["summary"] == ("the reviewer's answer is not a valid verdict "
+                                    "(passed: Input should be a valid boolean, unable to interpret input)")
     assert rounds[2]["summary"].startswith("the reviewer model failed:")
     assert "I think it is fine overall." in loop.model.calls[1]["messages"][-1]["content"]
 

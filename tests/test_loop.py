@@ -173,9 +173,11 @@ def test_checks_on_every_iteration_can_verify_without_a_finish(write, loop_cli):
 def test_secrets_from_the_environment_never_reach_any_written_file(write, loop_cli, monkeypatch, tmp_path):
     secret = "s3cr3t-value-4242"
     monkeypatch.setenv("MY_API_TOKEN", secret)
-    path = spec(write, "- tools:\n    - leak: {}\n- tools:\n    - write_file: {path: done.txt, content: ok}\n- say: ok\n",
+    turns = "- tools:\n    - leak: {}\n- tools:\n    - write_file: {path: done.txt, content: ok}\n- say: ok\n"
+    path = spec(write, turns,
                 CHECKS + "stop: {max_iterations: 5}\n")
-    text = path.read_text().replace("  - read_file\n", "  - read_file\n  - {name: leak, command: 'printenv MY_API_TOKEN'}\n")
+    leak = "  - {name: leak, command: 'printenv MY_API_TOKEN'}\n"
+    text = path.read_text().replace("  - read_file\n", "  - read_file\n" + leak)
     path.write_text(text)
     result = loop_cli("run", path, "--json")
     assert json.loads(result.stdout)["status"] == "verified"

@@ -86,7 +86,8 @@ def test_a_provider_that_never_answers_ends_with_exit_3_and_an_intact_trace(writ
         port = probe.getsockname()[1]  # closed again: connections are refused
     result = loop_cli("run", provider_spec(write, f"http://127.0.0.1:{port}/v1", THREE_CHECKS), "--json")
     assert result.exit_code == 3 and json.loads(result.stdout)["status"] == "error"
-    assert "the model provider failed: openai/test-model (InternalServerError: OpenAIException - Connection error" in result.stderr
+    assert ("the model provider failed: openai/test-model "
+            "(InternalServerError: OpenAIException - Connection error") in result.stderr
     assert "after 3 attempt(s)" in result.stderr
     trace = events(run_folder(Path("runs")))
     assert [e["type"] for e in trace] == ["run_started", "model_retry", "model_retry", "run_finished"]

@@ -90,7 +90,9 @@ def kill_spec(write, tmp_path):
         objective: Tick {TURNS} times, then write done.txt.
         tools:
           - write_file
-          - {{name: tick, command: "sleep 0.01; echo tick {{{{ args.n }}}} >> ticks.log", parameters: {{n: {{type: integer}}}}}}
+          - name: tick
+            command: "sleep 0.01; echo tick {{{{ args.n }}}} >> ticks.log"
+            parameters: {{n: {{type: integer}}}}
         verify: [{{name: done, file: {{path: done.txt}}}}]
         stop: {{max_iterations: 100}}
         """)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import context_units, events, run_folder, wait_until
+from helpers import context_units, events, live_calls, run_folder, wait_until
 
 REPO = Path(__file__).parent.parent
 HOLD = {"name": "hold", "command": "while [ ! -f go ]; do sleep 0.02; done", "timeout": "60s"}
@@ -43,7 +43,7 @@ def holding(tmp_path):
     """Wait until a spawned run is inside its hold tool (iteration 2); return its folder."""
     def inside():
         folders = list((tmp_path / "runs").glob("*"))
-        return folders and any(e["iteration"] == 2 for e in events(folders[0], "model_call"))
+        return folders and any(e["iteration"] == 2 for e in live_calls(folders[0]))
     assert wait_until(inside, timeout=30)
     return run_folder(tmp_path / "runs")
 
@@ -199,7 +199,8 @@ def test_secrets_are_masked_in_show_and_the_report_too(write, tmp_path, loop_cli
     monkeypatch.setenv("DEPLOY_PASSWORD", "hunter2-hunter2")
     held_spec(write, [{"tools": [{"echo_it": {}}]}, {"say": "done"}], stop="{max_iterations: 2}")
     path = tmp_path / "r.loop.yaml"
-    path.write_text(path.read_text().replace("tools: [write_file,", "tools: [{name: echo_it, command: 'echo $DEPLOY_PASSWORD'}, write_file,"))
+    echo = "{name: echo_it, command: 'echo $DEPLOY_PASSWORD'}"
+    path.write_text(path.read_text().replace("tools: [write_file,", f"tools: [{echo}, write_file,"))
     run = loop_cli("run", "r.loop.yaml")
     folder = run_folder(tmp_path / "runs")
     shown = loop_cli("show", folder.name).stdout
@@ -230,7 +231,7 @@ def test_ctrl_c_during_a_sub_loop_interrupts_the_parent_too(write, tmp_path):
 
     def child_holding():
         folders = [f for f in (tmp_path / "runs").glob("*-child-*")]
-        return folders and any("hold" in e["tool_calls"] for e in events(folders[0], "model_call"))
+        return folders and any("hold" in e["tool_calls"] for e in live_calls(folders[0]))
 
     assert wait_until(child_holding, timeout=30)
     run.send_signal(signal.SIGINT)

@@ -154,7 +154,8 @@ def test_render_shows_exactly_what_the_model_receives(write, loop_cli):
 
 def test_template_context_has_env_spec_workdir_and_refuses_undefined_names(write, monkeypatch):
     monkeypatch.setenv("PROJECT_LABEL", "acme")
-    write("a.loop.yaml", SPEC.replace("objective: Fix", "objective: '{{ env.PROJECT_LABEL }} in {{ workdir }}:'\ninstructions: Fix"))
+    objective = "objective: '{{ env.PROJECT_LABEL }} in {{ workdir }}:'\ninstructions: Fix"
+    write("a.loop.yaml", SPEC.replace("objective: Fix", objective))
     renderer = resolve("a.loop.yaml").renderer(Path("/w"))
     assert renderer.task() == "# Objective\nacme in /w:"
     assert "Fix src (attempt 0 of demo)." in renderer.system()
@@ -210,3 +211,12 @@ def test_a_sub_loop_var_it_does_not_declare_is_located_in_the_parent(write):
         resolve("a.loop.yaml")
     assert str(raised.value).startswith("a.loop.yaml:7:47: tools[1].vars: ")
     assert "did you mean `target`?" in str(raised.value)
+
+
+def test_a_prompt_override_may_use_the_variables_of_its_prompt(write, loop_cli):
+    override = '"Failing: {% for c in failed %}{{ c.name }} {% endfor %}"'
+    write("a.loop.yaml", SPEC + f"prompts:\n  verify_failed: {override}\n")
+    assert loop_cli("validate", "a.loop.yaml").exit_code == 0
+    write("b.loop.yaml", SPEC + 'prompts:\n  verify_failed: "Failing: {{ failng }}"\n')
+    result = loop_cli("validate", "b.loop.yaml")
+    assert result.exit_code == 2 and "prompts.verify_failed: undefined variable `failng`" in result.stdout

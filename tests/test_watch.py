@@ -8,7 +8,7 @@ import threading
 import time
 
 import yaml
-from helpers import events, wait_until
+from helpers import events, live_calls, wait_until
 
 from runner.resolve import resolve
 from runner.runs import start
@@ -49,7 +49,7 @@ class Live:
     def waiting(self, count=1):
         """Block until the loop is inside its `count`-th wait tool call."""
         assert wait_until(lambda: (self.tmp_path / "go").exists() is False and
-                          sum(1 for e in events(self.loop.record.folder, "model_call")
+                          sum(1 for e in live_calls(self.loop.record.folder)
                               if "wait" in e["tool_calls"]) >= count, timeout=10)
 
     def save(self, text, atomic=False):
