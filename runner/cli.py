@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +21,24 @@ from . import __version__
 from .errors import LoopError, SpecError, display_path
 from .library import list_templates
 from .resolve import Resolved, parse_var, resolve
+from .status import Status, exit_code
 
 EXIT_USAGE = 2
 
 
 def reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
-    """Run a command; a LoopError is printed as its message and exits with its code."""
+    """Run a command; a LoopError is printed as its message and exits with its code. SIGTERM (a CI
+    job cancelled, `kill`) counts as Ctrl-C; one that comes before a run is under way exits 130 too."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         ctx = click.get_current_context()
         try:
-            code = command(*args, **kwargs)
+            with sigterm_as_interrupt():
+                code = command(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(exit_code(Status.INTERRUPTED))
         except SpecError as exc:
             for problem in exc.problems:
                 click.echo(str(problem), err=True)
@@ -41,6 +49,18 @@ def reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
         ctx.exit(code or 0)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def var_options(values: tuple[str, ...]) -> dict[str, Any]:

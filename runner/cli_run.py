@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +19,6 @@ from .trace import read_events, runs_dir
 
 RUNS_DIR_OPTION = click.option("--runs-dir", "runs_option", type=click.Path(file_okay=False),
                                help="Where runs are recorded (default: WORKDIR/.loop/runs, or $LOOP_RUNS_DIR).")
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a CI job cancelled, `kill`) ends the run like Ctrl-C: interrupted, record intact."""
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _finish(loop: Any, outcome: Stop, as_json: bool) -> int:
@@ -93,8 +77,7 @@ def run(file: str, vars_: tuple[str, ...], model: str | None, max_iterations: in
                  replay=Path(replay) if replay else None, record_to=Path(record_to) if record_to else None,
                  watcher=watcher)
     try:
-        with sigterm_as_interrupt():
-            outcome = loop.run()
+        outcome = loop.run()
     finally:
         if watcher:
             watcher.stop()
@@ -129,8 +112,7 @@ def resume(run_id: str, as_json: bool, quiet: bool, runs_option: str | None, **l
     if limits.get("timeout") is not None:
         limits["timeout"] = parse_duration(limits["timeout"])
     loop, opening = resume_run(folder, display=None if quiet else Display(), **limits)
-    with sigterm_as_interrupt():
-        outcome = loop.run(opening)
+    outcome = loop.run(opening)
     return _finish(loop, outcome, as_json)
 
 

@@ -49,11 +49,11 @@ def open_model(spec: ModelSpec, replay: Path | None, record_to: Path | None, on_
 
 def start(resolved: Resolved, workdir: Path, runs: Path, *, display: Display | None = None,
           replay: Path | None = None, record_to: Path | None = None, watcher: Any = None) -> Loop:
-    record = Record.create(runs, resolved.spec.name)
-    retry = _retry_reporter(record, display)
-    model = open_model(resolved.spec.model, replay, record_to, retry)
-    model_for = None if replay else (lambda spec: open_model(spec, None, record_to, retry))
-    return Loop(resolved, workdir, record, model, model_for=model_for, display=display, watcher=watcher)
+    with Record.new(runs, resolved.spec.name) as record:
+        retry = _retry_reporter(record, display)
+        model = open_model(resolved.spec.model, replay, record_to, retry)
+        model_for = None if replay else (lambda spec: open_model(spec, None, record_to, retry))
+        return Loop(resolved, workdir, record, model, model_for=model_for, display=display, watcher=watcher)
 
 
 def _retry_reporter(record: Record, display: Display | None) -> Any:

@@ -11,6 +11,7 @@ whole group is killed, so no child it started in the background survives it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -18,9 +19,11 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import IO
 
 CONTROL = ";&|`$<>(){}*?[]\n\r"
 MAX_CAPTURE = 8 * 1024 * 1024  # bytes kept of one command's output (head and tail)
@@ -60,27 +63,55 @@ def run_command(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
     """Run `command` with bash in `cwd`; stdout and stderr together, cut to MAX_CAPTURE."""
     started = time.monotonic()
     timed_out = threading.Event()
+    proc: subprocess.Popen[bytes] | None = None
+    timer: threading.Timer | None = None
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, env=env)
-        with _live_lock:
-            _live.add(proc.pid)
-        timer = threading.Timer(max(timeout, 0.0), lambda: (timed_out.set(), _kill_group(proc.pid)))
-        timer.start()
         try:
+            with _interrupts_held():
+                proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+                pid = proc.pid
+                with _live_lock:
+                    _live.add(pid)
+                timer = threading.Timer(max(timeout, 0.0), _kill_group, (pid, timed_out))
+                timer.daemon = True  # a timer left behind must never keep the process from exiting
+                timer.start()
             os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
         finally:
-            timer.cancel()
-            _kill_group(proc.pid)  # background children go with it
-            code = proc.wait()
-            with _live_lock:
-                _live.discard(proc.pid)
+            if timer is not None:
+                timer.cancel()
+            if proc is not None:
+                _kill_group(proc.pid)  # background children go with it
+                proc.wait()
+                with _live_lock:
+                    _live.discard(proc.pid)
         output = _read_capped(out)
-    exit_code = None if timed_out.is_set() else code
+    exit_code = None if timed_out.is_set() else proc.returncode
     return CommandResult(exit_code, output, time.monotonic() - started, timed_out.is_set())
 
 
-def _kill_group(pgid: int) -> None:
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while a command starts: interrupted between its start and its
+    registration, it would run on unkilled. The signal is delivered once the command is registered."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python delivers signals to the main thread only
+        return
+    caught: list[int] = []
+    held: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(signum, lambda number, frame: caught.append(number)) for signum in held]
+    try:
+        yield
+    finally:
+        for signum, handler in zip(held, previous):
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        for signum in caught[:1]:
+            signal.raise_signal(signum)
+
+
+def _kill_group(pgid: int, timed_out: threading.Event | None = None) -> None:
+    if timed_out is not None:
+        timed_out.set()
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -95,7 +126,7 @@ def kill_all() -> None:
         _kill_group(pgid)
 
 
-def _read_capped(out: tempfile._TemporaryFileWrapper) -> str:  # type: ignore[type-arg]
+def _read_capped(out: IO[bytes]) -> str:
     size = out.seek(0, os.SEEK_END)
     out.seek(0)
     if size <= MAX_CAPTURE:

@@ -37,12 +37,12 @@ def run_subloop(parent: Loop, tool: ToolSpec, args: dict[str, Any]) -> ToolResul
         return ToolResult(False, f"the sub-loop spec {tool.loop} is invalid:\n{exc}")
     stop = _capped(resolved.spec.stop.model_dump(exclude_unset=True), parent)
     resolved = dataclasses.replace(resolved, spec=resolved.spec.replace(stop=stop))
-    record = Record.create(parent.record.folder.parent, resolved.spec.name)
     workdir = Path(resolved.spec.workdir) if resolved.spec.workdir else parent.workdir
     from .loop import Loop
 
-    child = Loop(resolved, workdir, record, make_model(resolved.spec.model),
-                 display=parent.display.nested() if parent.display else None, parent=parent.record.run_id)
+    with Record.new(parent.record.folder.parent, resolved.spec.name) as record:
+        child = Loop(resolved, workdir, record, make_model(resolved.spec.model),
+                     display=parent.display.nested() if parent.display else None, parent=parent.record.run_id)
     outcome = child.run()
     if outcome.status is Status.INTERRUPTED:
         raise KeyboardInterrupt  # Ctrl-C stops the parent too, not just the subtask

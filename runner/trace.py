@@ -14,10 +14,13 @@ RUNS_DIR is `--runs-dir`, else $LOOP_RUNS_DIR, else WORKDIR/.loop/runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -57,6 +60,19 @@ class Record:
     @property
     def run_id(self) -> str:
         return self.folder.name
+
+    @classmethod
+    @contextlib.contextmanager
+    def new(cls, runs: Path, spec_name: str) -> Iterator[Record]:
+        """A new run's folder for the setting up of its run; if that fails or is interrupted, nothing
+        has run yet, so the folder goes again rather than lingering as a run with no events."""
+        record = cls.create(runs, spec_name)
+        try:
+            yield record
+        except BaseException:
+            record.close()
+            shutil.rmtree(record.folder, ignore_errors=True)
+            raise
 
     @classmethod
     def create(cls, runs: Path, spec_name: str) -> Record:

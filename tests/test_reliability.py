@@ -2,11 +2,14 @@
 
 import json
 import random
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from helpers import events, run_folder, wait_until
@@ -74,6 +77,28 @@ def test_hard_to_see_path_escapes_are_refused(path, tmp_path):
     (tmp_path / "work/a/b").mkdir(parents=True)
     with pytest.raises(ToolFailure):
         Workspace(tmp_path / "work").path(path)
+
+
+def test_ctrl_c_at_any_point_of_a_command_leaves_no_process_and_no_timer_behind(tmp_path):
+    """Ctrl-C landing while a command starts (in Popen, before it is registered, while its timeout
+    timer starts) once left the command unkilled or the timer alive, which held the process's exit."""
+    from runner.shell import run_command
+
+    rng, interrupted = random.Random(3), 0
+    for _ in range(150):
+        sender = threading.Timer(rng.uniform(0, 0.006), signal.pthread_kill,
+                                 (threading.main_thread().ident, signal.SIGINT))
+        try:
+            sender.start()
+            run_command("sleep 0.003", tmp_path, timeout=60)
+            sender.join()
+            time.sleep(0.002)  # a signal that came after the command is taken here
+        except KeyboardInterrupt:
+            interrupted += 1
+        sender.join()
+        assert psutil.Process().children() == []
+        assert not [t for t in threading.enumerate() if isinstance(t, threading.Timer) and not t.daemon]
+    assert interrupted == 150
 
 
 TURNS = 40

@@ -109,6 +109,22 @@ def test_show_follow_tails_a_run_that_is_still_going(write, tmp_path):
     assert "hold" in out and out.index("[2] model") < out.index("== verified after 4 iterations")
 
 
+def test_sigterm_while_a_run_is_starting_exits_130_and_leaves_no_half_made_run(write, tmp_path):
+    write("s.loop.yaml", """
+        version: 1
+        name: starting
+        model: {name: openai/never-called}
+        objective: Never begins.
+        """)
+    os.mkfifo(tmp_path / "turns.yaml")  # reading the replay script blocks: the run is caught starting
+    run = spawn(tmp_path, "run", "s.loop.yaml", "-q", "--replay", "turns.yaml")
+    assert wait_until(lambda: list((tmp_path / "runs").glob("*-starting-*")), timeout=30)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=30)
+    assert run.returncode == 130 and err.endswith("interrupted\n"), err
+    assert list((tmp_path / "runs").iterdir()) == []  # nothing ran, so no run is left to list or resume
+
+
 def test_ctrl_c_mid_iteration_then_resume_to_verified(write, tmp_path, loop_cli):
     held_spec(write)
     run = spawn(tmp_path, "run", "r.loop.yaml", "-q")
