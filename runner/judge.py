@@ -34,12 +34,14 @@ def judge_check(env: CheckEnv) -> CheckResult:
     spec = env.check.judge
     assert spec is not None
     started = time.monotonic()
+    deadline = started + env.timeout  # the check's timeout bounds the evidence and the review together
     prompt = env.renderer.prompt(
         "judge", env.iteration, objective=env.renderer.field(("objective",), env.renderer.spec.objective),
-        criteria=env.field("judge", "criteria"), evidence=_evidence(env, spec))
+        criteria=env.field("judge", "criteria"), evidence=_evidence(env, spec, deadline))
     try:
         assert env.model is not None
-        turn = env.model.complete([{"role": "user", "content": prompt}], [], purpose="judge")
+        turn = env.model.complete([{"role": "user", "content": prompt}], [], purpose="judge",
+                                  deadline=deadline)
     except LoopError as exc:
         return CheckResult(env.check.name, "judge", False, time.monotonic() - started,
                            f"the reviewer model failed: {exc}")
@@ -70,7 +72,7 @@ def parse_verdict(text: str) -> tuple[Verdict | None, str]:
         return None, f"not valid JSON: {exc}"
 
 
-def _evidence(env: CheckEnv, spec: JudgeCheck) -> list[dict[str, str]]:
+def _evidence(env: CheckEnv, spec: JudgeCheck, deadline: float) -> list[dict[str, str]]:
     items = []
     if spec.include.diff:
         diff = env.snapshot.diff() if env.snapshot else "(no snapshot of the start)"
@@ -81,7 +83,7 @@ def _evidence(env: CheckEnv, spec: JudgeCheck) -> list[dict[str, str]]:
         items.append({"title": f"File {rel}", "text": text[:MAX_EVIDENCE_CHARS]})
     for i in range(len(spec.include.commands)):
         command = env.field("judge", "include", "commands", i)
-        result = run_command(command, env.workdir, env.timeout)
+        result = run_command(command, env.workdir, max(deadline - time.monotonic(), 0.0))
         items.append({"title": f"Output of `{command}` (exit code {result.exit_code})",
                       "text": tail(result.output, 400, MAX_EVIDENCE_CHARS)})
     return items

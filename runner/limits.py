@@ -70,10 +70,13 @@ class Limits:
             raise LimitReached(Status.MAX_TOKENS, f"used {counters.tokens} tokens, max_tokens is {stop.max_tokens}")
         if stop.max_cost_usd is not None and counters.cost_usd >= stop.max_cost_usd:
             raise LimitReached(Status.MAX_COST, f"spent ${counters.cost_usd:.4f}, max_cost_usd is {stop.max_cost_usd}")
-        if stop.timeout is not None and counters.elapsed() >= stop.timeout:
-            raise LimitReached(Status.TIMEOUT, f"ran {counters.elapsed():.0f}s, timeout is {stop.timeout:.0f}s")
+        self.check_time(counters)
         if stop.no_progress is not None and progress.streak >= stop.no_progress:
             raise NoProgress(f"{progress.streak} iterations in a row changed no file and improved no check")
+
+    def check_time(self, counters: Counters) -> None:
+        if self.stop.timeout is not None and counters.elapsed() >= self.stop.timeout:
+            raise LimitReached(Status.TIMEOUT, f"ran {counters.elapsed():.0f}s, timeout is {self.stop.timeout:.0f}s")
 
     def time_left(self, counters: Counters) -> float | None:
         return None if self.stop.timeout is None else max(self.stop.timeout - counters.elapsed(), 0.0)

@@ -19,7 +19,7 @@ from .artifacts import Artifacts
 from .checks import CheckResult, Verifier, failure_report
 from .context import Context, initial_messages
 from .display import Display
-from .errors import LoopError, RunError
+from .errors import LoopError, ModelError, RunError
 from .limits import Counters, Limits, Progress
 from .masking import mask
 from .model import Model, ToolCall, Turn
@@ -109,10 +109,14 @@ class Loop:
         self.save()
 
     def query(self) -> Turn:
-        compaction = self.context.fit(self.summarize)
-        if compaction:
-            self.emit("compaction", **compaction)
-        turn = self.model.complete(self.context.prompt(), self.toolbox.schemas())
+        try:
+            compaction = self.context.fit(self.summarize)
+            if compaction:
+                self.emit("compaction", **compaction)
+            turn = self.model.complete(self.context.prompt(), self.toolbox.schemas(), deadline=self.deadline())
+        except ModelError:
+            self.limits.check_time(self.counters)  # a call cut short by the run's timeout ends it as a timeout
+            raise
         self.account(turn, "act")
         self.context.add_turn(turn)
         return turn
@@ -121,9 +125,14 @@ class Loop:
         objective = self.renderer.field(("objective",), self.spec.objective, self.counters.iteration)
         prompt = self.renderer.prompt("summarize", self.counters.iteration, objective=objective,
                                       previous=previous, transcript=transcript)
-        turn = self.model.complete([{"role": "user", "content": prompt}], [], purpose="summarize")
+        turn = self.model.complete([{"role": "user", "content": prompt}], [], purpose="summarize",
+                                   deadline=self.deadline())
         self.account(turn, "summarize")
         return turn.text
+
+    def deadline(self) -> float | None:
+        left = self.limits.time_left(self.counters)
+        return None if left is None else time.monotonic() + left
 
     def account(self, turn: Turn, purpose: str) -> None:
         self.counters.add(turn.prompt_tokens, turn.completion_tokens, turn.cost_usd)

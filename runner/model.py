@@ -51,10 +51,11 @@ class Turn:
 
 
 class Model(Protocol):
+    """`deadline` (time.monotonic()) bounds the call, retries and fallbacks included."""
     name: str
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 purpose: str = "act") -> Turn: ...
+                 purpose: str = "act", deadline: float | None = None) -> Turn: ...
 
 
 def parse_arguments(raw: Any) -> dict[str, Any] | None:
@@ -118,6 +119,7 @@ class LiteLLMModel:
         self.on_retry = on_retry or (lambda event: None)
         self.sleep = sleep
         self.cooling: dict[str, float] = {}  # model name -> when it may be tried again
+        litellm()  # imported now (seconds), so that no call's deadline pays for the import
 
     def endpoints(self) -> list[Endpoint]:
         primary = self.spec
@@ -126,13 +128,13 @@ class LiteLLMModel:
                             for f in primary.fallbacks]
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 purpose: str = "act") -> Turn:
+                 purpose: str = "act", deadline: float | None = None) -> Turn:
         failures = []
         endpoints = self.endpoints()
         ready = [e for e in endpoints if self.cooling.get(e.name, 0.0) <= time.monotonic()] or endpoints
         for endpoint in ready:
             try:
-                return self._with_retries(endpoint, messages, tools)
+                return self._with_retries(endpoint, messages, tools, deadline)
             except ModelError as exc:
                 failures.append(str(exc))
                 self.cooling[endpoint.name] = time.monotonic() + COOLDOWN_S
@@ -141,24 +143,31 @@ class LiteLLMModel:
                          "api_base and model name, or add `fallbacks:`")
 
     def _with_retries(self, endpoint: Endpoint, messages: list[dict[str, Any]],
-                      tools: list[dict[str, Any]]) -> Turn:
+                      tools: list[dict[str, Any]], deadline: float | None) -> Turn:
         attempts = self.spec.retries + 1
         for attempt in range(1, attempts + 1):
+            left = self.spec.timeout if deadline is None else min(deadline - time.monotonic(), self.spec.timeout)
+            if left <= 0:
+                raise ModelError(f"{endpoint.name} (no time left for attempt {attempt})")
             try:
-                return self._call(endpoint, messages, tools)
+                return self._call(endpoint, messages, tools, left)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {_reason(exc)}"
-                if attempt == attempts or not _retryable(exc):
+                out_of_time = deadline is not None and time.monotonic() >= deadline
+                if attempt == attempts or not _retryable(exc) or out_of_time:
                     raise ModelError(f"{endpoint.name} ({error}) after {attempt} attempt(s)") from exc
                 wait = _retry_after(exc) or self.spec.retry_backoff * 2 ** (attempt - 1)
+                if deadline is not None:
+                    wait = max(min(wait, deadline - time.monotonic()), 0.0)
                 self.on_retry({"model": endpoint.name, "attempt": attempt, "error": error, "wait_s": wait})
                 self.sleep(wait)
         raise AssertionError("unreachable")
 
-    def _call(self, endpoint: Endpoint, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Turn:
+    def _call(self, endpoint: Endpoint, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+              timeout: float) -> Turn:
         lib = litellm()
         kwargs: dict[str, Any] = {"model": endpoint.name, "messages": messages, "max_retries": 0,
-                                  "timeout": self.spec.timeout, **endpoint.params}
+                                  "timeout": timeout, **endpoint.params}
         if tools:
             kwargs["tools"] = tools
         if endpoint.temperature is not None:

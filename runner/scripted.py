@@ -67,7 +67,7 @@ class ScriptedModel:
         self.calls: list[dict[str, Any]] = []
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 purpose: str = "act") -> Turn:
+                 purpose: str = "act", deadline: float | None = None) -> Turn:
         self.calls.append({"purpose": purpose, "messages": list(messages),
                            "tools": [t["function"]["name"] for t in tools]})
         prompt = sum(estimate(message_text(m)) + MESSAGE_OVERHEAD for m in messages)
@@ -105,8 +105,8 @@ class Recorder:
         self.turns: list[dict[str, Any]] = []
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 purpose: str = "act") -> Turn:
-        turn = self.model.complete(messages, tools, purpose)
+                 purpose: str = "act", deadline: float | None = None) -> Turn:
+        turn = self.model.complete(messages, tools, purpose, deadline)
         if purpose == "summarize":
             self.turns.append({"summary": turn.text})
         elif purpose == "act":

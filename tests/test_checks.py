@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 from helpers import events
-from loopback import raw, reply
+from loopback import hang, raw, reply
 
 from runner.resolve import resolve
 from runner.runs import start
@@ -225,6 +225,15 @@ def test_a_malformed_verdict_is_a_failed_check_showing_what_came_back(write, tmp
                                     "(passed: Input should be a valid boolean, unable to interpret input)")
     assert rounds[2]["summary"].startswith("the reviewer model failed:")
     assert "I think it is fine overall." in loop.model.calls[1]["messages"][-1]["content"]
+
+
+def test_a_judge_that_does_not_answer_is_cut_off_at_the_check_timeout(write, tmp_path, provider):
+    provider.add(hang(4.0))  # the reviewer's own request timeout (600 s) would wait it out
+    checks = judge_spec(write, provider).replace("    judge:", "    timeout: 1s\n    judge:")
+    loop, _ = run_spec(write, tmp_path, checks, [{"say": "done"}], "stop: {max_iterations: 1}\n")
+    result = events(loop.record.folder, "verify")[0]["results"][0]
+    assert result["summary"].startswith("the reviewer model failed: ") and "openai/judge-model" in result["summary"]
+    assert result["duration_s"] < 3.0  # cut at about 1 s, not when the hung server finally gives up at 4 s
 
 
 def test_checks_of_a_round_run_in_parallel(write, tmp_path):

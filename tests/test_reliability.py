@@ -56,6 +56,23 @@ def test_a_provider_failing_past_its_retries_ends_with_exit_3_and_the_trace_inta
     assert len(provider.requests) == 3
 
 
+def test_the_run_timeout_cuts_a_model_call_short_and_ends_as_a_timeout(write, provider, loop_cli):
+    provider.add(hang(4.0))
+    spec = write("t.loop.yaml", f"""
+        version: 1
+        name: t
+        model: {{name: openai/slow, api_base: {provider.url}, retries: 3}}
+        objective: Anything.
+        stop: {{timeout: 1s}}
+        """)
+    started = time.monotonic()
+    result = loop_cli("run", spec, "--json")
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "timeout" and result.exit_code == 1, result.stderr
+    assert time.monotonic() - started < 3.0  # not the 4 s the server hangs, nor retries after it
+    assert [e["type"] for e in events(run_folder(Path("runs")))] == ["run_started", "run_finished"]
+
+
 MORE_SHELL_TRICKS = ["'ls';id", '"ls" && id', "ls ';'id", 'ls "$(id)"', "ls `id`", "ls $'\\n'id", "ls\tx;id",
                      "l\\s;id", "ls #; id\nid", "ls -la | tee x; id", "ls ${HOME}", "ls ~root/*", "ls &>/dev/null"]
 
