@@ -62,6 +62,7 @@ class CheckEnv:
     snapshot: Snapshot | None
     cancel: threading.Event
     model: Model | None = None  # the reviewer, for judge checks
+    command_env: dict[str, str] | None = None  # what commands run with (see shell.command_env)
 
     def field(self, *path: Any) -> str:
         """Render one template field of this check, e.g. env.field("http", "url")."""
@@ -78,7 +79,7 @@ def tail(text: str, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
 
 def run_check(env: CheckEnv) -> CheckResult:
     check = env.check
-    result = run_command(env.field("run"), env.workdir, env.timeout)
+    result = run_command(env.field("run"), env.workdir, env.timeout, env.command_env)
     output = mask(result.output)
     if result.timed_out:
         return CheckResult(check.name, "run", False, result.duration_s,
@@ -139,8 +140,10 @@ def _kinds() -> dict[str, Callable[[CheckEnv], CheckResult]]:
 
 
 class Verifier:
-    def __init__(self, spec: Spec, renderer: Renderer, workdir: Path, snapshot: Snapshot | None):
+    def __init__(self, spec: Spec, renderer: Renderer, workdir: Path, snapshot: Snapshot | None,
+                 command_env: dict[str, str] | None = None):
         self.spec = spec
+        self.command_env = command_env
         self.renderer = renderer
         self.workdir = workdir
         self.snapshot = snapshot
@@ -171,7 +174,7 @@ class Verifier:
         timeout = min(check.timeout, time_left) if time_left is not None else check.timeout
         env = CheckEnv(check, self.spec.verify.checks.index(check), self.renderer, self.workdir,
                        max(timeout, 0.0), iteration, self.snapshot, cancel)
-        env.model = self.judges.get(check.name)
+        env.model, env.command_env = self.judges.get(check.name), self.command_env
         started = time.monotonic()
         try:
             return self.kinds[check.kind](env)

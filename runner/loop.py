@@ -24,7 +24,7 @@ from .limits import Counters, Limits, Progress
 from .masking import mask
 from .model import Model, ToolCall, Turn
 from .resolve import Resolved
-from .shell import kill_all
+from .shell import command_env, kill_all
 from .snapshot import Snapshot
 from .spec import ModelSpec
 from .status import Failed, Finished, Interrupted, Stop, Verified
@@ -40,9 +40,12 @@ REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its res
 class Loop:
     def __init__(self, resolved: Resolved, workdir: Path, record: Record, model: Model, *,
                  model_for: Callable[[ModelSpec], Model] | None = None, display: Display | None = None,
-                 watcher: Any = None, state: dict[str, Any] | None = None, parent: str | None = None):
+                 watcher: Any = None, state: dict[str, Any] | None = None, above: list[str] | None = None):
         self.workdir, self.record, self.model, self.model_for = workdir, record, model, model_for
-        self.display, self.watcher, self.parent = display, watcher, parent
+        self.display, self.watcher = display, watcher
+        self.lineage = [*(above or []), record.run_id]  # the runs above this one (sub-loops), and this one
+        self.parent = above[-1] if above else None
+        self.command_env = command_env(self.lineage)
         state = state or {}
         self.counters = Counters.restore(state["counters"]) if state else Counters()
         self.artifacts = Artifacts(record.folder / "artifacts", state.get("artifacts", 0))
@@ -64,9 +67,9 @@ class Loop:
         self.renderer = resolved.renderer(self.workdir)
         self.limits = Limits(self.spec.stop)
         self.progress.scan = self.spec.stop.no_progress is not None
-        self.verifier = Verifier(self.spec, self.renderer, self.workdir, self.snapshot)
+        self.verifier = Verifier(self.spec, self.renderer, self.workdir, self.snapshot, self.command_env)
         hooks = Hooks(self.context.notes, self.artifacts.read, lambda tool, args: run_subloop(self, tool, args),
-                      lambda: self.limits.time_left(self.counters))
+                      lambda: self.limits.time_left(self.counters), self.command_env)
         self.toolbox = Toolbox(self.spec, self.renderer, hooks, self.workdir)
         self.context.settings = self.spec.context
         self.context.tools_tokens = self.context.counter.tools(self.toolbox.schemas())
@@ -192,8 +195,8 @@ class Loop:
         units_bytes = self.record.append_units(self.context.new_units())
         self.record.save_state({
             "run_id": self.record.run_id, "spec_file": str(self.resolved.file), "workdir": str(self.workdir),
-            "parent_run": self.parent, "counters": self.counters.state(), "context": self.context.state(),
-            "progress": self.progress.state(), "artifacts": self.artifacts.count,
+            "parent_run": self.parent, "lineage": self.lineage, "counters": self.counters.state(),
+            "context": self.context.state(), "progress": self.progress.state(), "artifacts": self.artifacts.count,
             "model_position": getattr(self.model, "position", None), "trace_bytes": self.record.trace_size(),
             "units_bytes": units_bytes})
 

@@ -20,6 +20,7 @@ from .loop import Loop
 from .model import Model, make_model
 from .resolve import Resolved, resolve
 from .scripted import Recorder, ScriptedModel
+from .shell import reap
 from .spec import ModelSpec
 from .status import Status
 from .trace import Record, read_events
@@ -87,13 +88,14 @@ def resume(folder: Path, *, display: Display | None = None, **stop: Any) -> tupl
     resolved = with_overrides(resolve(folder / "spec.yaml"), **stop)
     _check_raised(status, resolved, state)
     abandoned = record.cut_to(state)
+    reaped = reap(record.run_id)  # commands a killed runner left going would race the resumed run
     model = open_model(resolved.spec.model, None, None, _retry_reporter(record, display))
     if isinstance(model, ScriptedModel) and state.get("model_position") is not None:
         model.position = state["model_position"]
     loop = Loop(resolved, Path(state["workdir"]), record, model, display=display, state=state,
-                parent=state.get("parent_run"), model_for=lambda spec: open_model(spec, None, None))
+                above=state.get("lineage", [])[:-1], model_for=lambda spec: open_model(spec, None, None))
     opening = {"run_id": record.run_id, "after_status": status, "spec_sha256": resolved.sha256, "pid": os.getpid(),
-               "abandoned_events": abandoned}
+               "abandoned_events": abandoned, "reaped_process_groups": reaped}
     return loop, ("run_resumed", opening)
 
 

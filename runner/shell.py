@@ -118,6 +118,30 @@ def _kill_group(pgid: int, timed_out: threading.Event | None = None) -> None:
         pass
 
 
+def command_env(lineage: list[str]) -> dict[str, str]:
+    """The environment of a run's commands: the runner's, plus LOOP_RUN_ID (the run) and LOOP_RUNS
+    (the run and the runs above it, for a sub-loop). Scripts may use them; `reap` finds by them."""
+    return {**os.environ, "LOOP_RUN_ID": lineage[-1], "LOOP_RUNS": " ".join(lineage)}
+
+
+def reap(run_id: str) -> int:
+    """Kill what a runner killed with SIGKILL left running: every process group holding a process
+    whose LOOP_RUNS names `run_id`. Reads /proc (Linux); where there is none, it finds nothing."""
+    wanted, groups = run_id.encode(), set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            variables = (entry / "environ").read_bytes().split(b"\0")
+            runs = next((v[len(b"LOOP_RUNS="):] for v in variables if v.startswith(b"LOOP_RUNS=")), b"")
+            if wanted in runs.split():
+                groups.add(os.getpgid(int(entry.name)))
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or not ours to read
+    groups.discard(os.getpgid(0))
+    for pgid in groups:
+        _kill_group(pgid)
+    return len(groups)
+
+
 def kill_all() -> None:
     """Kill every command still running (on Ctrl-C or when the run's time is up)."""
     with _live_lock:

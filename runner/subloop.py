@@ -42,7 +42,7 @@ def run_subloop(parent: Loop, tool: ToolSpec, args: dict[str, Any]) -> ToolResul
 
     with Record.new(parent.record.folder.parent, resolved.spec.name) as record:
         child = Loop(resolved, workdir, record, make_model(resolved.spec.model),
-                     display=parent.display.nested() if parent.display else None, parent=parent.record.run_id)
+                     display=parent.display.nested() if parent.display else None, above=parent.lineage)
     outcome = child.run()
     if outcome.status is Status.INTERRUPTED:
         raise KeyboardInterrupt  # Ctrl-C stops the parent too, not just the subtask

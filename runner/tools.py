@@ -80,6 +80,7 @@ class Hooks:
     read_artifact: Callable[..., str] | None = None
     run_subloop: Callable[[ToolSpec, dict[str, Any]], ToolResult] | None = None
     time_left: Callable[[], float | None] = lambda: None
+    command_env: dict[str, str] | None = None  # what commands run with (see shell.command_env)
 
 
 class Toolbox:
@@ -172,7 +173,7 @@ class Toolbox:
     def _run(self, command: str, timeout: float | None) -> ToolResult:
         left = self.hooks.time_left()
         limit = min(timeout or DEFAULT_TIMEOUT, left if left is not None else float("inf"))
-        result = run_command(command, self.workspace.root, limit)
+        result = run_command(command, self.workspace.root, limit, self.hooks.command_env)
         if result.timed_out:
             return ToolResult(False, f"{result.output}\n[killed after {limit:.0f}s: timeout]")
         return ToolResult(result.exit_code == 0, f"{result.output}\n[exit code {result.exit_code}]".lstrip())

@@ -9,9 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from helpers import context_units, events, live_calls, run_folder, wait_until
+
+from runner.trace import read_events
 
 REPO = Path(__file__).parent.parent
 HOLD = {"name": "hold", "command": "while [ ! -f go ]; do sleep 0.02; done", "timeout": "60s"}
@@ -145,7 +148,19 @@ def test_ctrl_c_mid_iteration_then_resume_to_verified(write, tmp_path, loop_cli)
     assert [e["status"] for e in events(folder, "run_finished")] == ["interrupted", "verified"]
 
 
-def test_sigkill_mid_iteration_then_resume_to_verified(write, tmp_path, loop_cli):
+def commands_of(run_id):
+    """The processes that carry a run's id in their environment (how the runner marks its commands)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if run_id in process.environ().get("LOOP_RUNS", "").split():
+                found.append(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def test_sigkill_mid_iteration_then_resume_to_verified_with_the_orphaned_command_killed(write, tmp_path):
     held_spec(write)
     run = spawn(tmp_path, "run", "r.loop.yaml", "-q")
     folder = holding(tmp_path)
@@ -153,13 +168,18 @@ def test_sigkill_mid_iteration_then_resume_to_verified(write, tmp_path, loop_cli
     run.communicate(timeout=30)
     lines = (folder / "trace.jsonl").read_text().splitlines()
     assert all(json.loads(line) for line in lines)  # every line up to the kill is whole JSON
-    assert json.loads(loop_cli("runs", "--json").stdout)[0]["status"] == "crashed"
+    orphans = commands_of(folder.name)
+    assert orphans and all(p.environ()["LOOP_RUN_ID"] == folder.name for p in orphans)  # the hold runs on
+    assert json.loads(spawn(tmp_path, "runs", "--json").communicate(timeout=30)[0])[0]["status"] == "crashed"
+    resume = spawn(tmp_path, "resume", folder.name, "--json")
+    assert wait_until(lambda: any(e["type"] == "run_resumed" for e in read_events(folder / "trace.jsonl")), 30)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans)
     (tmp_path / "go").write_text("")  # the replayed hold may pass now
-    result = loop_cli("resume", folder.name, "--json")
-    assert json.loads(result.stdout)["status"] == "verified"
+    out, err = resume.communicate(timeout=30)
+    assert json.loads(out)["status"] == "verified", err
     assert iterations_of(folder) == [1, 2, 3, 4]
     resumed = events(folder, "run_resumed")[0]
-    assert resumed["after_status"] == "crashed"
+    assert resumed["after_status"] == "crashed" and resumed["reaped_process_groups"] == 1
     assert [(e["type"], e["iteration"]) for e in resumed["abandoned_events"]] == [("model_call", 2)]
 
 
