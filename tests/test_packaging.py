@@ -13,10 +13,11 @@ def test_the_wheel_carries_the_library_and_resolves_templates_from_an_installed_
                     "-q", "-w", str(tmp_path / "dist")], check=True, capture_output=True, timeout=300)
     wheel = next((tmp_path / "dist").glob("*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ["runner/loops/python/fix-tests.loop.yaml", "runner/loops/python/base.loop.yaml",
-                   "runner/loops/python/ruff-clean.loop.yaml", "runner/loops/python/mypy-clean.loop.yaml",
-                   "runner/builtin_prompts/system.md.j2", "runner/report.html.j2", "runner/starter.loop.yaml"]:
-        assert needed in names, needed
+    library = {f"runner/loops/{p.relative_to(REPO / 'loops')}" for p in (REPO / "loops").rglob("*") if p.is_file()}
+    prompts = {f"runner/builtin_prompts/{p.name}" for p in (REPO / "runner/builtin_prompts").glob("*.j2")}
+    assert "runner/loops/python/fix-tests.loop.yaml" in library and "runner/builtin_prompts/system.md.j2" in prompts
+    missing = (library | prompts | {"runner/report.html.j2", "runner/starter.loop.yaml"}) - names
+    assert not missing, f"not in the wheel (list the folder in pyproject.toml): {sorted(missing)}"
     installed = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(installed)
     project = tmp_path / "project"
