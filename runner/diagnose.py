@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from .errors import Problem, field_path
 from .located import LDict, LList, Loc, has, locate
@@ -24,7 +25,7 @@ _NOT_SECRETS = {"api_key_env"}
 
 def validation_problems(exc: ValidationError, tree: Any, model: type[BaseModel]) -> list[Problem]:
     """One Problem per field path; several union branches failing at one path become one line."""
-    grouped: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    grouped: dict[tuple[Any, ...], list[ErrorDetails]] = {}
     for error in exc.errors(include_url=False):
         grouped.setdefault(_user_path(tree, error), []).append(error)
     problems = []
@@ -37,9 +38,10 @@ def validation_problems(exc: ValidationError, tree: Any, model: type[BaseModel])
     return sorted(problems, key=lambda p: (p.file, p.line, p.col))
 
 
-def _user_path(tree: Any, error: dict[str, Any]) -> tuple[Any, ...]:
+def _user_path(tree: Any, error: ErrorDetails) -> tuple[Any, ...]:
     """The error's path as the user wrote it: pydantic's union-branch labels are cut off."""
-    loc, path, node = tuple(error["loc"]), (), tree
+    loc, node = tuple(error["loc"]), tree
+    path: tuple[Any, ...] = ()
     for part in loc:
         if has(node, part):
             path, node = path + (part,), node[part]
@@ -50,7 +52,7 @@ def _user_path(tree: Any, error: dict[str, Any]) -> tuple[Any, ...]:
     return path
 
 
-def _message(errors: list[dict[str, Any]], path: tuple[Any, ...], model: type[BaseModel]) -> str:
+def _message(errors: list[ErrorDetails], path: tuple[Any, ...], model: type[BaseModel]) -> str:
     error = errors[0]
     kind, msg = error["type"], error["msg"]
     if kind == "missing":
@@ -72,7 +74,7 @@ def _message(errors: list[dict[str, Any]], path: tuple[Any, ...], model: type[Ba
     return f"{msg[0].lower()}{msg[1:]} (got {_short(error.get('input'))})"
 
 
-def _literal_message(error: dict[str, Any]) -> str:
+def _literal_message(error: ErrorDetails) -> str:
     allowed = error.get("ctx", {}).get("expected", "")
     given = error.get("input")
     names = re.findall(r"'([^']*)'", allowed)
@@ -81,7 +83,7 @@ def _literal_message(error: dict[str, Any]) -> str:
     return f"{_short(given)} is not allowed here; expected {allowed}{hint}"
 
 
-def _pattern_message(error: dict[str, Any]) -> str:
+def _pattern_message(error: ErrorDetails) -> str:
     given = error.get("input")
     if error.get("ctx", {}).get("pattern") == NAME_PATTERN and isinstance(given, str):
         suggestion = re.sub(r"[^a-z0-9_-]+", "-", given.lower()).strip("-_") or "my-loop"

@@ -30,10 +30,13 @@ class Loc:
     block: bool = False
 
 
+NOWHERE = Loc("<spec>", 1, 1)  # the place of a container built in code, not read from a file
+
+
 class LDict(dict):
     def __init__(self, *args: Any, loc: Loc | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.loc = loc
+        self.loc = loc or NOWHERE
         self.key_locs: dict[Any, Loc] = {}
         self.value_locs: dict[Any, Loc] = {}
 
@@ -49,7 +52,7 @@ class LList(list):
     def __init__(self, items: Iterable[Any] = (), locs: list[Loc | None] | None = None,
                  loc: Loc | None = None):
         super().__init__(items)
-        self.loc = loc
+        self.loc = loc or NOWHERE
         self.locs: list[Loc | None] = list(locs) if locs is not None else [None] * len(self)
 
 
