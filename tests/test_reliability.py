@@ -65,11 +65,10 @@ def test_the_run_timeout_cuts_a_model_call_short_and_ends_as_a_timeout(write, pr
         objective: Anything.
         stop: {{timeout: 1s}}
         """)
-    started = time.monotonic()
     result = loop_cli("run", spec, "--json")
     summary = json.loads(result.stdout)
     assert summary["status"] == "timeout" and result.exit_code == 1, result.stderr
-    assert time.monotonic() - started < 3.0  # not the 4 s the server hangs, nor retries after it
+    assert summary["duration_s"] < 3.0  # not the 4 s the server hangs, nor retries after it
     assert [e["type"] for e in events(run_folder(Path("runs")))] == ["run_started", "run_finished"]
 
 
