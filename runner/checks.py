@@ -12,7 +12,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +78,7 @@ def tail(text: str, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
 
 def run_check(env: CheckEnv) -> CheckResult:
     check = env.check
-    result = run_command(env.field("run"), env.workdir, env.timeout, env.command_env)
+    result = run_command(env.field("run"), env.workdir, env.timeout, env.command_env, env.cancel)
     output = mask(result.output)
     if result.timed_out:
         return CheckResult(check.name, "run", False, result.duration_s,
@@ -159,16 +158,23 @@ class Verifier:
             if check.judge is not None and check.name not in self.judges:
                 self.judges[check.name] = make_model(check.judge.model)
         cancel = threading.Event()
-        pool = ThreadPoolExecutor(max_workers=max(len(checks), 1), thread_name_prefix="check")
+        results: list[CheckResult | None] = [None] * len(checks)
+
+        def one(i: int) -> None:
+            results[i] = self._one(checks[i], iteration, time_left, cancel)
+
+        # daemon threads: after Ctrl-C nothing waits for a check (a judge's request, say) to end
+        threads = [threading.Thread(target=one, args=(i,), name=f"check-{i}", daemon=True) for i in range(len(checks))]
         try:
-            futures = [pool.submit(self._one, check, iteration, time_left, cancel) for check in checks]
-            return [future.result() for future in futures]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
         except BaseException:  # Ctrl-C or the run's end: stop every check now
-            cancel.set()
+            cancel.set()  # a command starting right now sees this once registered, and goes too
             kill_all()
             raise
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+        return [result for result in results if result is not None]
 
     def _one(self, check: Check, iteration: int, time_left: float | None, cancel: threading.Event) -> CheckResult:
         timeout = min(check.timeout, time_left) if time_left is not None else check.timeout

@@ -83,7 +83,8 @@ def _evidence(env: CheckEnv, spec: JudgeCheck, deadline: float) -> list[dict[str
         items.append({"title": f"File {rel}", "text": text[:MAX_EVIDENCE_CHARS]})
     for i in range(len(spec.include.commands)):
         command = env.field("judge", "include", "commands", i)
-        result = run_command(command, env.workdir, max(deadline - time.monotonic(), 0.0), env.command_env)
+        result = run_command(command, env.workdir, max(deadline - time.monotonic(), 0.0), env.command_env,
+                             env.cancel)
         items.append({"title": f"Output of `{command}` (exit code {result.exit_code})",
                       "text": tail(result.output, 400, MAX_EVIDENCE_CHARS)})
     return items

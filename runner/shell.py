@@ -59,8 +59,10 @@ class CommandResult:
     timed_out: bool = False
 
 
-def run_command(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None) -> CommandResult:
-    """Run `command` with bash in `cwd`; stdout and stderr together, cut to MAX_CAPTURE."""
+def run_command(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None,
+                cancel: threading.Event | None = None) -> CommandResult:
+    """Run `command` with bash in `cwd`; stdout and stderr together, cut to MAX_CAPTURE. `cancel`
+    set (a check round stopped by Ctrl-C) kills a command that kill_all() came too early for."""
     started = time.monotonic()
     timed_out = threading.Event()
     proc: subprocess.Popen[bytes] | None = None
@@ -73,6 +75,8 @@ def run_command(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
                 pid = proc.pid
                 with _live_lock:
                     _live.add(pid)
+                if cancel is not None and cancel.is_set():
+                    _kill_group(pid)
                 timer = threading.Timer(max(timeout, 0.0), _kill_group, (pid, timed_out))
                 timer.daemon = True  # a timer left behind must never keep the process from exiting
                 timer.start()

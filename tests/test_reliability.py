@@ -117,10 +117,38 @@ def test_ctrl_c_at_any_point_of_a_command_leaves_no_process_and_no_timer_behind(
     assert interrupted == 150
 
 
+def test_ctrl_c_while_checks_start_leaves_no_check_running(write, tmp_path):
+    """Ctrl-C while a round's checks start in their threads: a check command that started after
+    the round was stopped once ran on, and the process waited for the round's threads at exit."""
+    from runner.checks import Verifier
+    from runner.resolve import resolve
+
+    write("v.loop.yaml", """
+        version: 1
+        name: v
+        model: {name: openai/never-called}
+        objective: Check.
+        verify: [{name: a, run: sleep 30}, {name: b, run: sleep 30}, {name: c, run: sleep 30}]
+        """)
+    resolved = resolve("v.loop.yaml")
+    verifier = Verifier(resolved.spec, resolved.renderer(tmp_path), tmp_path, None)
+    rng = random.Random(5)
+    for _ in range(40):
+        sender = threading.Timer(rng.uniform(0, 0.01), signal.pthread_kill,
+                                 (threading.main_thread().ident, signal.SIGINT))
+        sender.start()
+        with pytest.raises(KeyboardInterrupt):
+            verifier.run(verifier.due(final=True), 1, None)
+        sender.join()
+        assert wait_until(lambda: not psutil.Process().children(), timeout=5), "a check command runs on"
+        assert not [t for t in threading.enumerate() if t.name.startswith("check") and not t.daemon]
+
+
 TURNS = 40
 
 
 def kill_spec(write, tmp_path):
+    """40 ticks of at least 20 ms: the run outlasts the latest kill (0.6 s), so every kill lands in it."""
     turns = [{"tools": [{"tick": {"n": i}}]} for i in range(TURNS)] + [
         {"tools": [{"write_file": {"path": "done.txt", "content": "ok"}}]}, {"say": "done"}]
     write("k.script.yaml", yaml.safe_dump(turns, sort_keys=False))
@@ -132,7 +160,7 @@ def kill_spec(write, tmp_path):
         tools:
           - write_file
           - name: tick
-            command: "sleep 0.01; echo tick {{{{ args.n }}}} >> ticks.log"
+            command: "sleep 0.02; echo tick {{{{ args.n }}}} >> ticks.log"
             parameters: {{n: {{type: integer}}}}
         verify: [{{name: done, file: {{path: done.txt}}}}]
         stop: {{max_iterations: 100}}
