@@ -6,6 +6,8 @@ import json
 import statistics
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +32,35 @@ def emit(figures: dict[str, Any]) -> None:
     for key, value in figures.items():
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"{key:<{width}}  {shown}")
+
+
+class StepOverhead:
+    """What an agent loop itself costs per step: each step's wall time minus the time spent inside
+    the parts that are not the loop (the model, the tools). Stdlib only: the peer's script, run in
+    its own virtual environment, measures mini-swe-agent with this same class."""
+
+    def __init__(self) -> None:
+        self.inside = 0.0
+        self.ms: list[float] = []  # one figure per step, in milliseconds
+
+    def exclude(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def excluded(*args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.inside += time.perf_counter() - began
+        return excluded
+
+    def step(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def measured(*args: Any, **kwargs: Any) -> Any:
+            inside, began = self.inside, time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.ms.append((time.perf_counter() - began - (self.inside - inside)) * 1000)
+        return measured
+
+    def window(self, n: int) -> float:
+        """The median of the ten steps up to step n."""
+        return median(self.ms[max(n - 10, 0):n])

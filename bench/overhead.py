@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import resource
 import sys
-import time
 from pathlib import Path
 
 import yaml
-from common import emit, median, workspace
+from common import StepOverhead, emit, median, workspace
 
 from runner.resolve import resolve
 from runner.runs import start
@@ -65,38 +64,18 @@ def prefix_shares(prompts: list[list[dict]], compacted: set[int]) -> tuple[list[
 def main() -> None:
     root = project()
     loop = start(resolve(root / "b.loop.yaml"), root, root / "runs")
-    inside = {"model": 0.0, "tools": 0.0}
-
-    def timed(kind, fn):
-        def wrapper(*args, **kwargs):
-            began = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                inside[kind] += time.perf_counter() - began
-        return wrapper
-
-    loop.model.complete = timed("model", loop.model.complete)
-    loop.toolbox.call = timed("tools", loop.toolbox.call)
-    overheads: list[float] = []
-    step = loop.step
-
-    def measured_step() -> None:
-        before, began = dict(inside), time.perf_counter()
-        step()
-        spent = time.perf_counter() - began
-        overheads.append(spent - (inside["model"] - before["model"]) - (inside["tools"] - before["tools"]))
-
-    loop.step = measured_step
+    overhead = StepOverhead()
+    loop.model.complete = overhead.exclude(loop.model.complete)
+    loop.toolbox.call = overhead.exclude(loop.toolbox.call)
+    loop.step = overhead.step(loop.step)
     loop.run()
     acts = [c["messages"] for c in loop.model.calls if c["purpose"] == "act"]
     compacted = {e["iteration"] for e in _events(loop.record.folder) if e["type"] == "compaction"}
     shares, whole = prefix_shares(acts, compacted)
-    window = lambda n: median([o * 1000 for o in overheads[max(n - 10, 0):n]])
-    emit({"iterations": len(overheads), "overhead_ms_at_10": window(10), "overhead_ms_at_100": window(100),
-          "overhead_ms_at_1000": window(min(1000, len(overheads))),
-          "ratio_1000_to_10": window(min(1000, len(overheads))) / window(10),
-          "overhead_ms_median": median([o * 1000 for o in overheads]),
+    last, window = len(overhead.ms), overhead.window
+    emit({"iterations": last, "overhead_ms_at_10": window(10), "overhead_ms_at_100": window(100),
+          "overhead_ms_at_1000": window(min(1000, last)), "ratio_1000_to_10": window(min(1000, last)) / window(10),
+          "overhead_ms_median": median(overhead.ms),
           "max_prompt_tokens": max(sum(tokens(m) for m in p) for p in acts), "budget_tokens": BUDGET,
           "compactions": len(compacted), "prefix_share_median": median(shares),
           "prefix_share_min": min(shares), "pairs_at_or_over_90pct": sum(s >= 0.9 for s in shares) / len(shares),

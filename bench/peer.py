@@ -21,8 +21,10 @@ VENV = REPO / "bench" / ".peer-venv"
 STEPS = int(sys.argv[sys.argv.index("--iterations") + 1]) if "--iterations" in sys.argv else 1000
 
 PEER_SCRIPT = """
-import json, os, statistics, sys, time
+import json, os, sys
 os.environ["MSWEA_SILENT_STARTUP"] = "1"
+sys.path.insert(0, sys.argv[2])  # bench/, for common.StepOverhead (stdlib only)
+from common import StepOverhead, median
 from minisweagent.agents.default import DefaultAgent
 from minisweagent.environments.local import LocalEnvironment
 from minisweagent.models.test_models import DeterministicModel, make_output
@@ -33,29 +35,13 @@ outputs.append(make_output("done", [{"command": "echo COMPLETE_TASK_AND_SUBMIT_F
 model, env = DeterministicModel(outputs=outputs), LocalEnvironment()
 agent = DefaultAgent(model, env, system_template="You are an agent.", instance_template="{{task}}",
                      step_limit=steps + 1, cost_limit=0)
-inside = {"model": 0.0, "env": 0.0}
-def timed(kind, fn):
-    def wrapper(*args, **kwargs):
-        began = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            inside[kind] += time.perf_counter() - began
-    return wrapper
-model.query, env.execute = timed("model", model.query), timed("env", env.execute)
-overheads, step = [], agent.step
-def measured():
-    before, began = dict(inside), time.perf_counter()
-    try:
-        return step()
-    finally:
-        spent = time.perf_counter() - began
-        overheads.append(spent - (inside["model"] - before["model"]) - (inside["env"] - before["env"]))
-agent.step = measured
+overhead = StepOverhead()
+model.query, env.execute = overhead.exclude(model.query), overhead.exclude(env.execute)
+agent.step = overhead.step(agent.step)
 agent.run("Read every module.")
-window = lambda n: statistics.median(o * 1000 for o in overheads[max(n - 10, 0):n])
-print(json.dumps({"steps": len(overheads), "at_10": window(10), "at_100": window(min(100, len(overheads))),
-                  "at_end": window(len(overheads)), "median": statistics.median(o * 1000 for o in overheads)}))
+steps, window = len(overhead.ms), overhead.window
+print(json.dumps({"steps": steps, "at_10": window(10), "at_100": window(min(100, steps)),
+                  "at_end": window(steps), "median": median(overhead.ms)}))
 """
 
 
@@ -72,8 +58,9 @@ def main() -> None:
     workdir.mkdir(exist_ok=True)
     for i in range(20):
         (workdir / f"src_{i}.py").write_text(f"# module {i}\n" + "def handler(event):\n    return event  # pass\n" * 40)
-    peer = json.loads(subprocess.run([peer_python(), "-c", PEER_SCRIPT, str(STEPS)], cwd=workdir, check=True,
-                                     capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    command = [peer_python(), "-c", PEER_SCRIPT, str(STEPS), str(REPO / "bench")]
+    peer = json.loads(subprocess.run(command, cwd=workdir, check=True, capture_output=True,
+                                     text=True).stdout.strip().splitlines()[-1])
     ours = json.loads(subprocess.run([sys.executable, str(REPO / "bench" / "overhead.py"), "--json",
                                       "--iterations", str(STEPS)], check=True, capture_output=True,
                                      text=True).stdout.strip().splitlines()[-1])

@@ -44,13 +44,13 @@ def main() -> None:
         results[script] = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
         if done.returncode:
             print(f"{script} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
-    print(f"| {'measure':<64} | {'value':>12} |")
-    print(f"|{'-' * 66}|{'-' * 14}|")
+    print(f"| {'measure':<64} | {'value':>14} |")
+    print(f"|{'-' * 66}|{'-' * 16}|")
     for script, label, key, unit in ROWS:
         value = results.get(script, {}).get(key)
         number = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
         shown = "-" if value is None else f"{number} {unit}".strip()
-        print(f"| {label:<64} | {shown:>12} |")
+        print(f"| {label:<64} | {shown:>14} |")
 
 
 if __name__ == "__main__":
