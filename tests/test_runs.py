@@ -43,10 +43,10 @@ def spawn(tmp_path, *args):
 
 
 def holding(tmp_path):
-    """Wait until a spawned run is inside its hold tool (iteration 2); return its folder."""
+    """Wait until a spawned run is inside its hold tool (iteration 2), its command running; return its folder."""
     def inside():
         folders = list((tmp_path / "runs").glob("*"))
-        return folders and any(e["iteration"] == 2 for e in live_calls(folders[0]))
+        return folders and any(e["iteration"] == 2 for e in live_calls(folders[0])) and commands_of(folders[0].name)
     assert wait_until(inside, timeout=30)
     return run_folder(tmp_path / "runs")
 
