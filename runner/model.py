@@ -144,6 +144,9 @@ class LiteLLMModel:
 
     def _with_retries(self, endpoint: Endpoint, messages: list[dict[str, Any]],
                       tools: list[dict[str, Any]], deadline: float | None) -> Turn:
+        missing = self._missing_key(endpoint)
+        if missing:  # no attempt can cure it: say so now, not after the retries
+            raise ModelError(f"{endpoint.name} ({missing})")
         attempts = self.spec.retries + 1
         for attempt in range(1, attempts + 1):
             left = self.spec.timeout if deadline is None else min(deadline - time.monotonic(), self.spec.timeout)
@@ -186,10 +189,28 @@ class LiteLLMModel:
         return self._turn(endpoint, response, time.monotonic() - started)
 
     def _key_in_env(self, name: str) -> bool:
+        return not self._missing_keys(name)
+
+    def _missing_keys(self, name: str) -> list[str]:
+        """The variables litellm says the provider needs and the environment lacks."""
         try:
-            return bool(litellm().validate_environment(model=name).get("keys_in_environment"))
+            found = litellm().validate_environment(model=name)
         except Exception:  # noqa: BLE001 - an unknown provider: let litellm decide
-            return True
+            return []
+        return [] if found.get("keys_in_environment") else list(found.get("missing_keys") or [])
+
+    def _missing_key(self, endpoint: Endpoint) -> str | None:
+        """Why no call to `endpoint` can authenticate, or None. Only plain API keys are judged here:
+        a provider that signs in otherwise (AWS, Google credentials) is left to litellm."""
+        if endpoint.api_key_env:
+            if os.environ.get(endpoint.api_key_env):
+                return None
+            return f"api_key_env names {endpoint.api_key_env}, which is not set: export {endpoint.api_key_env}=..."
+        missing = [] if endpoint.api_base else self._missing_keys(endpoint.name)
+        if missing and all(key.endswith("API_KEY") for key in missing):
+            return (f"no API key: set {' or '.join(missing)} in the environment, "
+                    "or name another variable with `api_key_env`")
+        return None
 
     def _turn(self, endpoint: Endpoint, response: Any, latency: float) -> Turn:
         message = response.choices[0].message

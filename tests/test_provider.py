@@ -147,3 +147,19 @@ def test_a_hanging_check_is_killed_with_its_children(write, provider, loop_cli, 
     assert json.loads(result.stdout)["checks"][0]["summary"].startswith("timed out after 1s")
     child = int((tmp_path / "child.pid").read_text())
     assert wait_until(lambda: not alive(child))
+
+
+def test_a_missing_key_fails_at_once_naming_the_variable(write, provider, loop_cli, monkeypatch):
+    """Retrying cannot cure a missing key: the run ends before any request, saying what to set."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_BASE", provider.url)  # were a request made after all, it stays on loopback
+    write("k.loop.yaml", "version: 1\nname: k\nmodel: openai/gpt-4.1\nobjective: Hi.\n")
+    result = loop_cli("run", "k.loop.yaml", "--json")
+    assert result.exit_code == 3
+    assert "openai/gpt-4.1 (no API key: set OPENAI_API_KEY in the environment" in result.stderr
+    path = provider_spec(write, provider.url, extra="  api_key_env: TEAM_OPENAI_KEY")
+    monkeypatch.delenv("TEAM_OPENAI_KEY", raising=False)
+    result = loop_cli("run", path, "--json")
+    assert result.exit_code == 3 and "api_key_env names TEAM_OPENAI_KEY, which is not set" in result.stderr
+    assert provider.requests == []
+    assert all(not events(folder, "model_retry") for folder in Path("runs").iterdir())
