@@ -180,16 +180,13 @@ class LiteLLMModel:
         if endpoint.api_base:
             kwargs["api_base"] = endpoint.api_base
         key = os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
-        if key is None and endpoint.api_base and not self._key_in_env(endpoint.name):
+        if key is None and endpoint.api_base and self._missing_keys(endpoint.name):
             key = "no-key"  # a local OpenAI-compatible server (Ollama, vLLM) wants some key
         if key:
             kwargs["api_key"] = key
         started = time.monotonic()
         response = lib.completion(**kwargs)
         return self._turn(endpoint, response, time.monotonic() - started)
-
-    def _key_in_env(self, name: str) -> bool:
-        return not self._missing_keys(name)
 
     def _missing_keys(self, name: str) -> list[str]:
         """The variables litellm says the provider needs and the environment lacks."""
