@@ -149,14 +149,16 @@ def test_ctrl_c_mid_iteration_then_resume_to_verified(write, tmp_path, loop_cli)
 
 
 def commands_of(run_id):
-    """The processes that carry a run's id in their environment (how the runner marks its commands)."""
-    found = []
+    """The processes that carry a run's id in their environment (how the runner marks its commands),
+    each with that environment as read then: a short-lived child may be gone by the time it is asked again."""
+    found = {}
     for process in psutil.process_iter():
         try:
-            if run_id in process.environ().get("LOOP_RUNS", "").split():
-                found.append(process)
+            environ = process.environ()
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-            pass
+            continue
+        if run_id in environ.get("LOOP_RUNS", "").split():
+            found[process] = environ
     return found
 
 
@@ -169,7 +171,7 @@ def test_sigkill_mid_iteration_then_resume_to_verified_with_the_orphaned_command
     lines = (folder / "trace.jsonl").read_text().splitlines()
     assert all(json.loads(line) for line in lines)  # every line up to the kill is whole JSON
     orphans = commands_of(folder.name)
-    assert orphans and all(p.environ()["LOOP_RUN_ID"] == folder.name for p in orphans)  # the hold runs on
+    assert orphans and all(env["LOOP_RUN_ID"] == folder.name for env in orphans.values())  # the hold runs on
     assert json.loads(spawn(tmp_path, "runs", "--json").communicate(timeout=30)[0])[0]["status"] == "crashed"
     resume = spawn(tmp_path, "resume", folder.name, "--json")
     assert wait_until(lambda: any(e["type"] == "run_resumed" for e in read_events(folder / "trace.jsonl")), 30)
