@@ -6,8 +6,8 @@ import time
 
 from common import emit, median, workspace
 
-from runner.checks import Verifier
-from runner.resolve import resolve
+from runner.checks.verifier import Verifier
+from runner.spec.resolve import resolve
 
 CHECKS = 8
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import yaml
 from common import StepOverhead, emit, median, workspace
 
-from runner.resolve import resolve
-from runner.runs import start
-from runner.tokens import MESSAGE_OVERHEAD, estimate, message_text
+from runner.engine.start import start
+from runner.models.tokens import MESSAGE_OVERHEAD, estimate, message_text
+from runner.spec.resolve import resolve
 
 ITERATIONS = int(sys.argv[sys.argv.index("--iterations") + 1]) if "--iterations" in sys.argv else 1000
 BUDGET = 32000
@@ -84,7 +84,7 @@ def main() -> None:
 
 
 def _events(folder: Path) -> list[dict]:
-    from runner.trace import read_events
+    from runner.record.trace import read_events
 
     return read_events(folder / "trace.jsonl")
 

@@ -13,10 +13,10 @@ from datetime import datetime
 import yaml
 from common import emit, median, workspace
 
-from runner.resolve import resolve
-from runner.runs import start
-from runner.trace import read_events
-from runner.watch import Watcher
+from runner.engine.reload import Watcher
+from runner.engine.start import start
+from runner.record.trace import read_events
+from runner.spec.resolve import resolve
 
 SAVES = 20
 SPEC = """version: 1

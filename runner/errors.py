@@ -7,6 +7,9 @@
     ├── ModelError            the provider failed after retries and fallbacks (exit 3)
     └── RunError              the run cannot go on (context budget, record)   (exit 3)
 
+    ToolFailure               not a LoopError: a tool's refusal or failure, which the model
+                              reads as the tool's result; it never ends a run
+
 Only the CLI turns these into exit codes; nothing else calls sys.exit.
 """
 
@@ -87,3 +90,7 @@ def problems_of(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Probl
     except SpecError as exc:
         return exc.problems
     return []
+
+
+class ToolFailure(Exception):
+    """A tool could not do what it was asked; the message goes to the model."""

@@ -28,7 +28,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def loop_cli() -> Callable[..., Result]:
     """Run `loop ARGS...` in-process; the result has exit_code, stdout and stderr."""
-    from runner.cli import cli
+    from runner.cli.main import cli
 
     def invoke(*args: Any, input: str | None = None) -> Result:
         return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)

@@ -44,14 +44,14 @@ def events(folder: Path, type_: str | None = None) -> list[dict[str, Any]]:
 def live_calls(folder: Path) -> list[dict[str, Any]]:
     """The model calls of a run still being written, read as `loop show --follow` reads them: a line
     caught half-written is skipped, not an error (events() stays strict for finished traces)."""
-    from runner.trace import read_events
+    from runner.record.trace import read_events
 
     return [e for e in read_events(folder / "trace.jsonl") if e["type"] == "model_call"]
 
 
 def context_units(folder: Path) -> list[dict[str, Any]]:
     """The units of a run's context, as its record holds them (state.json and the units journal)."""
-    from runner.trace import Record
+    from runner.record.trace import Record
 
     state = json.loads((folder / "state.json").read_text())
     units = Record(folder).read_units(state["units_bytes"])

@@ -11,8 +11,8 @@ import yaml
 from helpers import events
 from loopback import hang, raw, reply
 
-from runner.resolve import resolve
-from runner.runs import start
+from runner.engine.start import start
+from runner.spec.resolve import resolve
 
 
 def free_port():

@@ -30,7 +30,7 @@ def tool_pairs_ok(messages):
 
 
 def test_three_hundred_iterations_never_exceed_the_budget(write, provider, loop_cli, tmp_path):
-    from runner.model import litellm
+    from runner.models.litellm_setup import litellm
 
     for i in range(12):
         write(f"src/m{i}.py", f"# module {i}\n" + "def f(x):\n    return x * 2  # doubles the input\n" * 12)
@@ -101,8 +101,8 @@ def test_a_two_megabyte_output_is_offloaded_and_read_back_by_range(write, loop_c
                         {"tools": [{"read_artifact": {"handle": "a1", "search": "^29999[0-9]$"}}]},
                         {"say": "found them"}])
     scripted_spec(write, "stop: {max_iterations: 4}\n")
-    from runner.resolve import resolve
-    from runner.runs import start
+    from runner.engine.start import start
+    from runner.spec.resolve import resolve
 
     loop = start(resolve("s.loop.yaml"), tmp_path, tmp_path / "runs")
     loop.run()
@@ -120,7 +120,7 @@ def test_a_two_megabyte_output_is_offloaded_and_read_back_by_range(write, loop_c
 
 
 def test_the_search_of_an_artifact_finds_matching_lines(write, tmp_path):
-    from runner.artifacts import Artifacts
+    from runner.record.artifacts import Artifacts
 
     store = Artifacts(tmp_path / "artifacts")
     handle, preview = store.store("\n".join(str(n) for n in range(1, 300001)), "output of big")
@@ -145,8 +145,8 @@ def test_a_note_from_iteration_3_is_in_the_prompt_at_iteration_200(write, tmp_pa
     script_file(write, turns)
     scripted_spec(write, "context: {budget_tokens: 2500, keep_recent: 4, compaction: drop_oldest}\n"
                          "stop: {max_iterations: 200}\n")
-    from runner.resolve import resolve
-    from runner.runs import start
+    from runner.engine.start import start
+    from runner.spec.resolve import resolve
 
     loop = start(resolve("s.loop.yaml"), tmp_path, tmp_path / "runs")
     assert loop.run().status.value == "max_iterations"
@@ -208,7 +208,7 @@ def test_with_compaction_none_a_prompt_over_budget_ends_the_run_clearly(write, l
 
 
 def test_messages_are_counted_once_not_every_iteration(write, tmp_path, monkeypatch):
-    from runner import tokens
+    from runner.models import tokens
 
     counted = {"n": 0}
     original = tokens.Counter.message
@@ -220,8 +220,8 @@ def test_messages_are_counted_once_not_every_iteration(write, tmp_path, monkeypa
     monkeypatch.setattr(tokens.Counter, "message", spy)
     script_file(write, [{"tools": [{"read_file": {"path": f"{i}.txt"}}]} for i in range(100)])
     scripted_spec(write, "stop: {max_iterations: 100}\ncontext: {budget_tokens: 200000}\n")
-    from runner.resolve import resolve
-    from runner.runs import start
+    from runner.engine.start import start
+    from runner.spec.resolve import resolve
 
     start(resolve("s.loop.yaml"), tmp_path, tmp_path / "runs").run()
     assert counted["n"] < 100 * 4  # a call and its result per iteration, plus the start: linear, not quadratic
@@ -285,8 +285,8 @@ def test_the_latest_check_report_survives_compaction(write, tmp_path):
     script_file(write, turns)
     scripted_spec(write, "context: {budget_tokens: 2000, keep_recent: 2, compaction: drop_oldest}\n"
                          "stop: {max_iterations: 31}\n")
-    from runner.resolve import resolve
-    from runner.runs import start
+    from runner.engine.start import start
+    from runner.spec.resolve import resolve
 
     loop = start(resolve("s.loop.yaml"), tmp_path, tmp_path / "runs")
     loop.run()

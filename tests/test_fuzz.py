@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.errors import LoopError, SpecError
-from runner.resolve import resolve
+from runner.spec.resolve import resolve
 
 FIELDS = ["version", "name", "model", "objective", "tools", "verify", "checks", "stop", "context", "vars",
           "extends", "prompts", "name", "run", "file", "http", "judge", "timeout", "allow", "drop",

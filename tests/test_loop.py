@@ -80,8 +80,8 @@ def test_a_claim_of_success_with_failing_checks_goes_back_to_the_model(write, lo
 
 
 def test_the_failing_check_report_reaches_the_model(write, tmp_path):
-    from runner.resolve import resolve
-    from runner.runs import start
+    from runner.engine.start import start
+    from runner.spec.resolve import resolve
 
     path = spec(write, "- say: done\n- say: done again\n", CHECKS + "stop: {max_iterations: 2}\n")
     resolved = resolve(path)

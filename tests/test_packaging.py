@@ -14,16 +14,21 @@ def test_the_wheel_carries_the_library_and_resolves_templates_from_an_installed_
     wheel = next((tmp_path / "dist").glob("*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     library = {f"runner/loops/{p.relative_to(REPO / 'loops')}" for p in (REPO / "loops").rglob("*") if p.is_file()}
-    prompts = {f"runner/builtin_prompts/{p.name}" for p in (REPO / "runner/builtin_prompts").glob("*.j2")}
-    assert "runner/loops/python/fix-tests.loop.yaml" in library and "runner/builtin_prompts/system.md.j2" in prompts
-    missing = (library | prompts | {"runner/report.html.j2", "runner/starter.loop.yaml"}) - names
+    package = {str(p.relative_to(REPO)) for p in (REPO / "runner").rglob("*")
+               if p.is_file() and p.suffix in (".py", ".j2", ".yaml") and "__pycache__" not in p.parts}
+    assert {"runner/loops/python/fix-tests.loop.yaml", "runner/spec/builtin_prompts/system.md.j2",
+            "runner/engine/loop.py", "runner/cli/report.html.j2"} <= library | package
+    missing = (library | package) - names
     assert not missing, f"not in the wheel (list the folder in pyproject.toml): {sorted(missing)}"
+    stale = {n for n in names if n.startswith("runner/") and n.endswith(".py")} - package
+    assert not stale, f"in the wheel but not in runner/ (remove build/, setuptools reuses it): {sorted(stale)}"
     installed = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(installed)
     project = tmp_path / "project"
     project.mkdir()
     (project / "mine.loop.yaml").write_text("version: 1\nname: mine\nextends: python/fix-tests\n")
-    code = ("import pathlib, runner.library as lib, runner.resolve as r; resolved = r.resolve('mine.loop.yaml'); "
+    code = ("import pathlib, runner.spec.library as lib, runner.spec.resolve as r; "
+            "resolved = r.resolve('mine.loop.yaml'); "
             "print(lib.shipped_library()); "
             "print(resolved.renderer(pathlib.Path('.')).describe(resolved.spec.verify.checks[0]))")
     done = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True,

@@ -78,7 +78,7 @@ MORE_SHELL_TRICKS = ["'ls';id", '"ls" && id', "ls ';'id", 'ls "$(id)"', "ls `id`
 
 @pytest.mark.parametrize("command", MORE_SHELL_TRICKS)
 def test_quoting_tricks_do_not_get_past_the_allowlist(command):
-    from runner.shell import allowed
+    from runner.tools.shell import allowed
 
     assert not allowed(command, ["ls*", "ls -la | tee *"])
 
@@ -88,7 +88,8 @@ HIDDEN_ESCAPES = ["a/./../../x", "a/..//../x", "./a/../../x", "a/b/../../../x", 
 
 @pytest.mark.parametrize("path", HIDDEN_ESCAPES)
 def test_hard_to_see_path_escapes_are_refused(path, tmp_path):
-    from runner.files import ToolFailure, Workspace
+    from runner.errors import ToolFailure
+    from runner.tools.files import Workspace
 
     (tmp_path / "work/a/b").mkdir(parents=True)
     with pytest.raises(ToolFailure):
@@ -98,7 +99,7 @@ def test_hard_to_see_path_escapes_are_refused(path, tmp_path):
 def test_ctrl_c_at_any_point_of_a_command_leaves_no_process_and_no_timer_behind(tmp_path):
     """Ctrl-C landing while a command starts (in Popen, before it is registered, while its timeout
     timer starts) once left the command unkilled or the timer alive, which held the process's exit."""
-    from runner.shell import run_command
+    from runner.tools.shell import run_command
 
     rng, interrupted = random.Random(3), 0
     for _ in range(150):
@@ -120,8 +121,8 @@ def test_ctrl_c_at_any_point_of_a_command_leaves_no_process_and_no_timer_behind(
 def test_ctrl_c_while_checks_start_leaves_no_check_running(write, tmp_path):
     """Ctrl-C while a round's checks start in their threads: a check command that started after
     the round was stopped once ran on, and the process waited for the round's threads at exit."""
-    from runner.checks import Verifier
-    from runner.resolve import resolve
+    from runner.checks.verifier import Verifier
+    from runner.spec.resolve import resolve
 
     write("v.loop.yaml", """
         version: 1

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from helpers import context_units, events, live_calls, run_folder, wait_until
 
-from runner.trace import read_events
+from runner.record.trace import read_events
 
 REPO = Path(__file__).parent.parent
 HOLD = {"name": "hold", "command": "while [ ! -f go ]; do sleep 0.02; done", "timeout": "60s"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import SpecError
-from runner.resolve import resolve
+from runner.spec.resolve import resolve
 
 REPO = Path(__file__).parent.parent
 SPEC = """
@@ -189,7 +189,7 @@ def test_schema_command_matches_the_committed_schema_file(loop_cli):
 
 def test_validate_never_imports_litellm(write):
     write("a.loop.yaml", "version: 1\nname: a\nextends: python/fix-tests\n")
-    code = ("import sys; from click.testing import CliRunner; from runner.cli import cli; "
+    code = ("import sys; from click.testing import CliRunner; from runner.cli.main import cli; "
             "r = CliRunner().invoke(cli, ['validate', 'a.loop.yaml']); assert r.exit_code == 0, r.output; "
             "assert 'litellm' not in sys.modules, 'validate imported litellm'; print('clean')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)

@@ -10,9 +10,9 @@ import time
 import yaml
 from helpers import events, live_calls, wait_until
 
-from runner.resolve import resolve
-from runner.runs import start
-from runner.watch import Watcher
+from runner.engine.reload import Watcher
+from runner.engine.start import start
+from runner.spec.resolve import resolve
 
 SPEC = """
 version: 1

@@ -1,0 +1,1 @@
+"""Verification: independent checks decide whether the work is done, never the model."""

@@ -1,0 +1,95 @@
+"""What every check kind shares: the environment a check runs in and the result it returns.
+
+The kinds (command, http, file, judge) import this module, never the verifier that runs them.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..models.base import Model
+from ..record.snapshot import Snapshot
+from ..spec.format import Check
+from ..spec.prompts import Renderer
+
+TAIL_LINES = 60
+
+
+TAIL_CHARS = 4000
+
+
+@dataclass
+class CheckResult:
+    name: str
+    kind: str
+    passed: bool
+    duration_s: float
+    summary: str
+    output: str = ""
+    exit_code: int | None = None
+    metric: float | None = None
+    cost_usd: float | None = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def record(self) -> dict[str, Any]:
+        """The trace's view: everything but the output itself (kept short as a tail)."""
+        data = asdict(self)
+        data["output_tail"] = tail(data.pop("output"), 20, 1000)
+        return data
+
+
+@dataclass
+class CheckEnv:
+    """What one check needs to run: its spec, where, for how long, and the run around it."""
+
+    check: Check
+    index: int
+    renderer: Renderer
+    workdir: Path
+    timeout: float
+    iteration: int
+    snapshot: Snapshot | None
+    cancel: threading.Event
+    model: Model | None = None  # the reviewer, for judge checks
+    command_env: dict[str, str] | None = None  # what commands run with (see shell.command_env)
+
+    def field(self, *path: Any) -> str:
+        """Render one template field of this check, e.g. env.field("http", "url")."""
+        value: Any = self.check
+        for part in path:
+            value = value[part] if isinstance(value, (dict, list)) else getattr(value, part)
+        return self.renderer.field(("verify", "checks", self.index) + path, value, self.iteration)
+
+
+def tail(text: str, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
+    kept = "\n".join(text.rstrip().splitlines()[-lines:])
+    return kept[-chars:]
+
+
+def mismatch(expected: Any, actual: Any, path: str = "$") -> str | None:
+    """Where `actual` fails to contain `expected` (maps: a subset of keys; lists and scalars: equal)."""
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return f"{path} is {_kind(actual)}, expected a map"
+        for key, value in expected.items():
+            if key not in actual:
+                return f"{path}.{key} is missing"
+            found = mismatch(value, actual[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(expected, list):
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            return f"{path} is {_kind(actual)}, expected a list of {len(expected)}"
+        return next((m for i, (e, a) in enumerate(zip(expected, actual))
+                     if (m := mismatch(e, a, f"{path}[{i}]"))), None)
+    return None if expected == actual else f"{path} is {actual!r}, expected {expected!r}"
+
+
+def _kind(value: Any) -> str:
+    return f"a list of {len(value)}" if isinstance(value, list) else (
+        "a map" if isinstance(value, dict) else repr(value))

@@ -1,0 +1,42 @@
+"""The `run` check: a command that passes on its expected exit code, optionally scored.
+
+`metric:` is a regex whose (last) number in the output is the check's score; `better: lower`
+turns it round, so that progress always compares scores as "higher is better".
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..record.masking import mask
+from ..tools.shell import run_command
+from .base import CheckEnv, CheckResult, tail
+
+
+def run_check(env: CheckEnv) -> CheckResult:
+    check = env.check
+    result = run_command(env.field("run"), env.workdir, env.timeout, env.command_env, env.cancel)
+    output = mask(result.output)
+    if result.timed_out:
+        return CheckResult(check.name, "run", False, result.duration_s,
+                           f"timed out after {env.timeout:.0f}s (killed with its children)", tail(output))
+    passed = result.exit_code == check.expect_exit
+    summary = "passed" if passed else f"exit code {result.exit_code} (expected {check.expect_exit})"
+    metric = _metric(check.metric, output)
+    if metric is not None and check.better == "lower":
+        metric = -metric  # progress compares scores as "higher is better"
+    return CheckResult(check.name, "run", passed, result.duration_s, summary, tail(output),
+                       result.exit_code, metric)
+
+
+def _metric(pattern: str | None, output: str) -> float | None:
+    if not pattern:
+        return None
+    matches = list(re.finditer(pattern, output, re.MULTILINE))
+    if not matches:
+        return None
+    text = matches[-1].group(1) if matches[-1].groups() else matches[-1].group(0)
+    try:
+        return float(text)
+    except ValueError:
+        return None

@@ -1,0 +1,77 @@
+"""The `file` check: rules about files in the workdir.
+
+`path` is a glob over paths relative to the workdir (`**` spans folders). The files must exist
+(or, with `exists: false`, must not), and each must meet `contains`, `not_contains`, `matches`,
+a JSON or YAML subset and `max_size`. With `unchanged: true` the matching files must be as
+they were when the run started (compared with the run's snapshot): a run that edits a
+protected file is never `verified`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import yaml
+
+from ..record.snapshot import glob_match, walk
+from ..spec.format import FileCheck
+from .base import CheckEnv, CheckResult, mismatch, tail
+
+
+def file_check(env: CheckEnv) -> CheckResult:
+    spec = env.check.file
+    assert spec is not None
+    started = time.monotonic()
+    pattern = env.field("file", "path")
+    if spec.unchanged:
+        problems, output = _unchanged(env, pattern)
+    else:
+        problems, output = _rules(env, spec, pattern), ""
+    summary = "passed" if not problems else "; ".join(problems[:5]) + (
+        f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    return CheckResult(env.check.name, "file", not problems, time.monotonic() - started, summary,
+                       "\n".join(problems) + ("\n" + tail(output) if output else ""))
+
+
+def _unchanged(env: CheckEnv, pattern: str) -> tuple[list[str], str]:
+    if env.snapshot is None:
+        return ["no snapshot of the workdir was taken at the start of the run"], ""
+    changed = env.snapshot.changed(pattern)
+    problems = [f"{rel} was changed by the run; it must stay as it was" for rel in changed]
+    return problems, env.snapshot.diff(pattern) if changed else ""
+
+
+def _rules(env: CheckEnv, spec: FileCheck, pattern: str) -> list[str]:
+    found = [rel for rel in walk(env.workdir) if glob_match(rel, pattern)]
+    if not spec.exists:
+        return [f"{rel} exists but must not" for rel in found]
+    if not found:
+        return [f"no file matches `{pattern}`"]
+    problems = []
+    for rel in found:
+        problems += [f"{rel}: {p}" for p in _file_problems(spec, (env.workdir / rel).read_bytes())]
+    return problems
+
+
+def _file_problems(spec: FileCheck, data: bytes) -> list[str]:
+    problems = []
+    if spec.max_size is not None and len(data) > spec.max_size:
+        problems.append(f"is {len(data)} bytes, over max_size {spec.max_size}")
+    text = data.decode("utf-8", errors="replace")
+    if spec.contains is not None and spec.contains not in text:
+        problems.append(f"does not contain {spec.contains!r}")
+    if spec.not_contains is not None and spec.not_contains in text:
+        problems.append(f"contains {spec.not_contains!r}, which it must not")
+    if spec.matches is not None and not re.search(spec.matches, text, re.MULTILINE):
+        problems.append(f"does not match /{spec.matches}/")
+    for label, expected, parse in (("json", spec.json_, json.loads), ("yaml", spec.yaml_, yaml.safe_load)):
+        if expected is not None:
+            try:
+                found = mismatch(expected, parse(text))
+            except (ValueError, yaml.YAMLError) as exc:
+                found = f"is not valid {label.upper()}: {str(exc).splitlines()[0]}"
+            if found:
+                problems.append(f"{label}: {found}")
+    return problems

@@ -1,0 +1,86 @@
+"""Verification: independent checks decide whether the work is done, never the model.
+
+A round runs its checks in parallel, each under its own timeout (and never past the run's).
+Kinds: `run` (command.py: a command, passing on `expect_exit`, optionally scored by a `metric`
+regex), `http` (http.py), `file` (file.py) and `judge` (judge.py). A check that breaks is a
+failed check with the reason, never a crashed run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..models.base import Model
+from ..models.make import make_model
+from ..record.snapshot import Snapshot
+from ..spec.format import Check, Spec
+from ..spec.prompts import Renderer
+from ..tools.shell import kill_all
+from .base import CheckEnv, CheckResult
+from .command import run_check
+from .file import file_check
+from .http import http_check
+from .judge import judge_check
+
+KINDS: dict[str, Callable[[CheckEnv], CheckResult]] = {
+    "run": run_check, "http": http_check, "file": file_check, "judge": judge_check}
+
+
+class Verifier:
+    def __init__(self, spec: Spec, renderer: Renderer, workdir: Path, snapshot: Snapshot | None,
+                 command_env: dict[str, str] | None = None):
+        self.spec = spec
+        self.command_env = command_env
+        self.renderer = renderer
+        self.workdir = workdir
+        self.snapshot = snapshot
+        self.judges: dict[str, Model] = {}  # one per judge check, so a scripted reviewer keeps its place
+
+    def due(self, final: bool) -> list[Check]:
+        """At a finish every check runs; between, those that run on every iteration."""
+        return [c for c in self.spec.verify.checks if final or self.spec.check_when(c) == "every_iteration"]
+
+    def run(self, checks: list[Check], iteration: int, time_left: float | None) -> list[CheckResult]:
+        for check in checks:
+            if check.judge is not None and check.name not in self.judges:
+                self.judges[check.name] = make_model(check.judge.model)
+        cancel = threading.Event()
+        results: list[CheckResult | None] = [None] * len(checks)
+
+        def one(i: int) -> None:
+            results[i] = self._one(checks[i], iteration, time_left, cancel)
+
+        # daemon threads: after Ctrl-C nothing waits for a check (a judge's request, say) to end
+        threads = [threading.Thread(target=one, args=(i,), name=f"check-{i}", daemon=True) for i in range(len(checks))]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        except BaseException:  # Ctrl-C or the run's end: stop every check now
+            cancel.set()  # a command starting right now sees this once registered, and goes too
+            kill_all()
+            raise
+        return [result for result in results if result is not None]
+
+    def _one(self, check: Check, iteration: int, time_left: float | None, cancel: threading.Event) -> CheckResult:
+        timeout = min(check.timeout, time_left) if time_left is not None else check.timeout
+        env = CheckEnv(check, self.spec.verify.checks.index(check), self.renderer, self.workdir,
+                       max(timeout, 0.0), iteration, self.snapshot, cancel)
+        env.model, env.command_env = self.judges.get(check.name), self.command_env
+        started = time.monotonic()
+        try:
+            return KINDS[check.kind](env)
+        except Exception as exc:  # noqa: BLE001 - a broken check fails, it does not crash the run
+            return CheckResult(check.name, check.kind, False, time.monotonic() - started,
+                               f"the check could not run: {type(exc).__name__}: {exc}")
+
+
+def failure_report(renderer: Renderer, results: list[CheckResult], iteration: int) -> str:
+    failed = [r for r in results if not r.passed]
+    return renderer.prompt("verify_failed", iteration,
+                           failed=[{"name": r.name, "summary": r.summary, "output": r.output} for r in failed],
+                           passed=[r.name for r in results if r.passed], total=len(results))

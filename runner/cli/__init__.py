@@ -1,0 +1,1 @@
+"""The `loop` command line: commands, live display, report."""

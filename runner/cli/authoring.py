@@ -1,0 +1,183 @@
+"""The commands for writing specs: validate, render, schema, templates, init (and --watch)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import LoopError, SpecError, UsageError, display_path
+from ..spec.library import list_templates
+from ..spec.resolve import Resolved, resolve
+from .app import EXIT_USAGE, VAR_OPTION, cli, reports_errors, var_options
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@VAR_OPTION
+@click.option("--watch", is_flag=True, help="Validate again on every save, until Ctrl-C.")
+@reports_errors
+def validate(files: tuple[str, ...], vars_: tuple[str, ...], watch: bool) -> int:
+    """Check spec files; print `ok NAME` or FILE:LINE:COL: field: message per problem."""
+    overrides = var_options(vars_)
+    if watch:
+        return watch_command([Path(f) for f in files], lambda: _validate_all(files, overrides))
+    return _validate_all(files, overrides)
+
+
+def _validate_all(files: tuple[str, ...], overrides: dict[str, Any]) -> int:
+    code = 0
+    for file in files:
+        try:
+            resolved = resolve(file, overrides)
+        except SpecError as exc:
+            for problem in exc.problems:
+                click.echo(str(problem))
+            code = EXIT_USAGE
+            continue
+        for warning in resolved.warnings:
+            click.echo(str(warning), err=True)
+        click.echo(f"ok {resolved.spec.name}")
+    return code
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@VAR_OPTION
+@click.option("--workdir", type=click.Path(file_okay=False), help="The workdir the prompts mention.")
+@click.option("--json", "as_json", is_flag=True, help="Print the request as JSON: messages and tools.")
+@click.option("--watch", is_flag=True, help="Render again on every save, until Ctrl-C.")
+@reports_errors
+def render(file: str, vars_: tuple[str, ...], workdir: str | None, as_json: bool, watch: bool) -> int:
+    """Print the system prompt, first message and tool schemas, as the model receives them."""
+    overrides = var_options(vars_)
+
+    def once() -> int:
+        resolved = resolve(file, overrides)
+        messages, tools = first_request(resolved, Path(workdir) if workdir else None)
+        if as_json:
+            click.echo(json.dumps({"messages": messages, "tools": tools}, indent=2))
+            return 0
+        for message in messages:
+            click.echo(click.style(f"── {message['role']} ──", bold=True))
+            click.echo(message["content"] + "\n")
+        click.echo(click.style("── tools ──", bold=True))
+        click.echo(json.dumps(tools, indent=2))
+        return 0
+
+    if watch:
+        return watch_command([Path(file)], once)
+    return once()
+
+
+def first_request(resolved: Resolved, workdir: Path | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The messages and tools of a run's first model call, built by the same code the loop uses."""
+    from ..engine.context import initial_messages
+    from ..tools.toolbox import Hooks, Toolbox
+
+    workdir = (workdir or resolved.default_workdir()).absolute()
+    renderer = resolved.renderer(workdir)
+    return initial_messages(renderer), Toolbox(resolved.spec, renderer, Hooks(), workdir).schemas()
+
+
+@cli.command()
+@reports_errors
+def schema() -> int:
+    """Print the JSON Schema of the spec format (the same as schema/loop.schema.json)."""
+    from ..spec.format import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+@cli.command()
+@reports_errors
+def templates() -> int:
+    """List the templates on the template path: ./loops, $LOOP_TEMPLATES, the shipped library."""
+    from ..spec.library import template_dirs
+
+    click.echo("template path: " + " : ".join(display_path(str(d)) for d in template_dirs()))
+    for name, file, shadowed in list_templates():
+        try:
+            description = resolve(file).spec.description.strip().splitlines()[0]
+        except (LoopError, IndexError):
+            description = ""
+        mark = " (shadowed)" if shadowed else ""
+        click.echo(f"{name:<24} {description:<52} {display_path(str(file))}{mark}")
+    return 0
+
+
+@cli.command()
+@click.argument("file", required=False, default="task.loop.yaml", type=click.Path(dir_okay=False))
+@click.option("--from", "template", metavar="TEMPLATE", help="Start from a template (see `loop templates`).")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@reports_errors
+def init(file: str, template: str | None, force: bool) -> int:
+    """Write a starter spec that validates (from TEMPLATE if given)."""
+    path = Path(file)
+    if path.exists() and not force:
+        raise UsageError(f"{file} exists; pick another name or pass --force")
+    name = re.sub(r"[^a-z0-9_-]+", "-", path.name.removesuffix(".yaml").removesuffix(".loop").lower()).strip("-")
+    name = name if re.match(r"^[a-z0-9]", name or "") else f"loop-{name}".rstrip("-")
+    path.write_text(_starter(name, template), encoding="utf-8")
+    resolved = resolve(path)
+    click.echo(f"wrote {file} ({resolved.spec.name}); next: loop render {file}, then loop run {file}")
+    return 0
+
+
+def _starter(name: str, template: str | None) -> str:
+    if template is None:
+        text = (Path(__file__).parent / "starter.loop.yaml").read_text(encoding="utf-8")
+        return text.replace("name: NAME", f"name: {name}")
+    import yaml
+
+    from ..spec.library import find_spec
+    from ..spec.located import plain
+
+    base = resolve(find_spec(template, Path.cwd()))
+    lines = [f"# Extends the `{template}` template; override any of its fields here.", "version: 1",
+             f"name: {name}", f"extends: {template}"]
+    if base.spec.vars:
+        lines.append(yaml.safe_dump({"vars": plain(base.spec.vars)}, sort_keys=False).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+
+
+def watch_command(files: list[Path], once: Callable[[], int]) -> int:
+    """`validate --watch` / `render --watch`: run `once` now and after every save, until Ctrl-C."""
+    import watchfiles
+
+    from ..engine.reload import DEBOUNCE_MS, STEP_MS  # not at the top: `validate` need not load the loop
+
+    def run() -> tuple[int, set[Path]]:
+        click.clear()
+        click.echo(click.style(f"[{time.strftime('%H:%M:%S')}] watching; Ctrl-C to stop", dim=True))
+        try:
+            code = once()
+        except SpecError as exc:
+            click.echo("\n".join(str(p) for p in exc.problems))
+            code = exc.exit_code
+        watched = {f.absolute() for f in files}
+        for file in files:
+            try:
+                watched |= set(resolve(file).files)
+            except LoopError:
+                pass
+        return code, watched
+
+    code, watched = run()
+    try:
+        while True:
+            folders = sorted({str(f.parent) for f in watched if f.parent.is_dir()})
+            for changes in watchfiles.watch(*folders, recursive=False, debounce=DEBOUNCE_MS, step=STEP_MS):
+                if any(Path(path) in watched for _, path in changes):
+                    code, watched = run()
+                    break
+    except KeyboardInterrupt:
+        return code

@@ -1,0 +1,112 @@
+"""Events as lines for people: live progress of `loop run`, and the timeline of `loop show`.
+
+On a terminal the lines are coloured; otherwise they are plain. Everything shown is masked.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import click
+
+from ..record.masking import mask
+
+
+def _args(args: Any) -> str:
+    if not isinstance(args, dict):
+        return ""
+    parts = [f"{k}={str(v)[:40]!r}" if isinstance(v, str) else f"{k}={v}" for k, v in args.items()]
+    text = " ".join(parts).replace("\n", "\\n")
+    return text[:100] + ("..." if len(text) > 100 else "")
+
+
+def _money(value: Any) -> str:
+    return "$?" if value is None else f"${value:.4f}"
+
+
+def _model_call(e: dict[str, Any]) -> str:
+    what = ", ".join(e.get("tool_calls") or []) or "answers without tools"
+    purpose = f" ({e['purpose']})" if e.get("purpose", "act") != "act" else ""
+    return (f"[{e['iteration']}] model{purpose}: {e.get('prompt_tokens', 0)}+{e.get('completion_tokens', 0)} "
+            f"tokens, {_money(e.get('cost_usd'))}, {e.get('latency_s', 0):.1f}s -> {what}")
+
+
+def _tool_call(e: dict[str, Any]) -> str:
+    mark = "ok " if e.get("ok") else "ERR"
+    preview = (e.get("output_preview") or "").strip().splitlines()
+    failure = f"  {preview[0][:100]}" if preview and not e.get("ok") else ""
+    stored = f" (stored as {e['artifact']})" if e.get("artifact") else ""
+    sub = f" [sub-run {e['sub_run']}: {e.get('sub_status')}]" if e.get("sub_run") else ""
+    return f"    {mark} {e.get('name')} {_args(e.get('args'))} ({e.get('duration_s', 0):.2f}s){stored}{sub}{failure}"
+
+
+def _verify(e: dict[str, Any]) -> str:
+    results = e.get("results", [])
+    marks = " ".join(f"{'PASS' if r['passed'] else 'FAIL'} {r['name']}" for r in results)
+    failing = [f"{r['name']}: {r.get('summary', '')}" for r in results if not r["passed"]]
+    passed = sum(r["passed"] for r in results)
+    detail = ("\n      " + "\n      ".join(f[:160] for f in failing)) if failing else ""
+    return f"    checks {passed}/{len(results)}: {marks}{detail}"
+
+
+def _finished(e: dict[str, Any]) -> str:
+    return (f"== {e['status']} after {e.get('iterations')} iterations: "
+            f"{e.get('prompt_tokens', 0) + e.get('completion_tokens', 0)} tokens, {_money(e.get('cost_usd'))}, "
+            f"{e.get('duration_s', 0):.1f}s" + (f" ({e['message']})" if e.get("message") else ""))
+
+
+FORMATS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "run_started": lambda e: (f"== run {e['run_id']}: {e['spec_name']} with {e['model']} in {e.get('workdir')}"
+                              + (f" (sub-loop of {e['parent_run']})" if e.get("parent_run") else "")),
+    "run_resumed": lambda e: f"== resumed {e['run_id']} after iteration {e['iteration']}",
+    "model_call": _model_call,
+    "model_retry": lambda e: f"    provider error, retry {e['attempt']} in {e['wait_s']:.1f}s: {e['error'][:120]}",
+    "tool_call": _tool_call,
+    "verify": _verify,
+    "compaction": lambda e: (f"    context compacted ({e['strategy']}): {e['before_tokens']} -> "
+                             f"{e['after_tokens']} tokens"),
+    "spec_reloaded": lambda e: f"    spec reloaded: {', '.join(e.get('changed', []))} changed",
+    "spec_rejected": lambda e: f"    spec change rejected, the run goes on with the previous spec:\n      {e['error']}",
+    "run_finished": _finished,
+}
+COLORS = {"run_started": "cyan", "run_resumed": "cyan", "model_retry": "yellow", "spec_reloaded": "magenta",
+          "spec_rejected": "red", "compaction": "blue"}
+
+
+def format_event(event: dict[str, Any], color: bool = False) -> str | None:
+    formatter = FORMATS.get(event.get("type", ""))
+    if formatter is None:
+        return None
+    line = mask(formatter(event))
+    if not color:
+        return line
+    if event["type"] == "run_finished":
+        return click.style(line, fg="green" if event["status"] in ("verified", "finished") else "red", bold=True)
+    if event["type"] == "tool_call" and not event.get("ok"):
+        return click.style(line, fg="yellow")
+    return click.style(line, fg=COLORS.get(event["type"]))
+
+
+class Display:
+    """Live progress: each event as a line, model calls with the run's running totals."""
+
+    def __init__(self, stream: TextIO | None = None, color: bool | None = None, indent: str = ""):
+        self.stream = stream or sys.stderr
+        self.color = self.stream.isatty() if color is None else color
+        self.indent = indent
+        self.tokens, self.cost = 0, 0.0
+
+    def event(self, event: dict[str, Any]) -> None:
+        line = format_event(event, self.color)
+        if event.get("type") == "model_call":
+            self.tokens += (event.get("prompt_tokens") or 0) + (event.get("completion_tokens") or 0)
+            self.cost += event.get("cost_usd") or 0.0
+            line = f"{line}  [run: {self.tokens} tokens, ${self.cost:.4f}]"
+        if line is not None:
+            self.stream.write("".join(self.indent + part + "\n" for part in line.splitlines()))
+            self.stream.flush()
+
+    def nested(self) -> Display:
+        return Display(self.stream, self.color, self.indent + "  | ")

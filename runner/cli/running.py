@@ -1,0 +1,195 @@
+"""The commands that run loops and look back on them: run, resume, runs, show, report."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..engine.status import Stop, exit_code
+from ..errors import UsageError
+from ..record.masking import mask
+from ..record.trace import read_events, runs_dir
+from .app import VAR_OPTION, cli, reports_errors, var_options
+from .display import Display, format_event
+
+RUNS_DIR_OPTION = click.option("--runs-dir", "runs_option", type=click.Path(file_okay=False),
+                               help="Where runs are recorded (default: WORKDIR/.loop/runs, or $LOOP_RUNS_DIR).")
+
+
+def _finish(loop: Any, outcome: Stop, as_json: bool) -> int:
+    code = exit_code(outcome.status)
+    if as_json:
+        counters = loop.counters
+        click.echo(mask(json.dumps({
+            "run_id": loop.record.run_id, "status": outcome.status.value, "exit_code": code,
+            "message": outcome.message, "iterations": counters.iteration,
+            "prompt_tokens": counters.prompt_tokens, "completion_tokens": counters.completion_tokens,
+            "cost_usd": round(counters.cost_usd, 6), "duration_s": round(counters.elapsed(), 3),
+            "checks": [{"name": r.name, "passed": r.passed, "summary": r.summary} for r in loop.last_results],
+            "run_dir": str(loop.record.folder)})))
+    if outcome.status.value == "error":
+        click.echo(mask(f"error: {outcome.message}"), err=True)
+    click.echo(f"run record: {loop.record.folder}", err=True)
+    return code
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@VAR_OPTION
+@click.option("--model", help="Use this model instead of the spec's (a litellm model string).")
+@click.option("--max-iterations", type=click.IntRange(min=1), help="Override stop.max_iterations.")
+@click.option("--workdir", type=click.Path(file_okay=False, exists=True), help="Where tools and checks run.")
+@click.option("--watch", is_flag=True, help="Apply saved changes to the spec at the next iteration.")
+@click.option("--record", "record_to", type=click.Path(dir_okay=False), help="Write the model's turns as a script.")
+@click.option("--replay", type=click.Path(dir_okay=False, exists=True), help="Replay a recorded script.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary at the end.")
+@click.option("--quiet", "-q", is_flag=True, help="No live progress.")
+@RUNS_DIR_OPTION
+@reports_errors
+def run(file: str, vars_: tuple[str, ...], model: str | None, max_iterations: int | None, workdir: str | None,
+        watch: bool, record_to: str | None, replay: str | None, as_json: bool, quiet: bool,
+        runs_option: str | None) -> int:
+    """Run a spec until its checks pass or a stop condition ends it."""
+    from ..engine.start import start, with_overrides
+    from ..spec.resolve import resolve
+
+    if record_to and replay:
+        raise UsageError("--record and --replay exclude each other")
+    overrides = var_options(vars_)
+    resolved = with_overrides(resolve(file, overrides), model, max_iterations=max_iterations)
+    for warning in resolved.warnings:
+        click.echo(str(warning), err=True)
+    folder = (Path(workdir) if workdir else resolved.default_workdir()).absolute()
+    if not folder.is_dir():
+        raise UsageError(f"the workdir {folder} does not exist; create it or pass --workdir")
+    watcher = None
+    if watch:
+        from ..engine.reload import Watcher
+
+        watcher = Watcher(resolved, overrides).start()
+    display = None if quiet else Display()
+    loop = start(resolved, folder, runs_dir(runs_option, folder), display=display,
+                 replay=Path(replay) if replay else None, record_to=Path(record_to) if record_to else None,
+                 watcher=watcher)
+    try:
+        outcome = loop.run()
+    finally:
+        if watcher:
+            watcher.stop()
+    return _finish(loop, outcome, as_json)
+
+
+def _limit_options(command: Any) -> Any:
+    for option in reversed([
+        click.option("--max-iterations", type=click.IntRange(min=1)),
+        click.option("--max-tokens", type=click.IntRange(min=1)),
+        click.option("--max-cost", "max_cost_usd", type=float),
+        click.option("--timeout", help="Whole-run wall clock, e.g. 30m."),
+        click.option("--no-progress", type=click.IntRange(min=1))]):
+        command = option(command)
+    return command
+
+
+@cli.command()
+@click.argument("run_id")
+@_limit_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary at the end.")
+@click.option("--quiet", "-q", is_flag=True, help="No live progress.")
+@RUNS_DIR_OPTION
+@reports_errors
+def resume(run_id: str, as_json: bool, quiet: bool, runs_option: str | None, **limits: Any) -> int:
+    """Continue an interrupted run, or one stopped by a limit (with that limit raised)."""
+    from ..engine.start import resume as resume_run
+    from ..record.runs import find
+    from ..spec.format import parse_duration
+
+    folder = find(runs_dir(runs_option, Path.cwd()), run_id)
+    if limits.get("timeout") is not None:
+        limits["timeout"] = parse_duration(limits["timeout"])
+    loop, opening = resume_run(folder, display=None if quiet else Display(), **limits)
+    outcome = loop.run(opening)
+    return _finish(loop, outcome, as_json)
+
+
+@cli.command()
+@click.option("--spec", "spec_name", help="Only runs of this spec.")
+@click.option("--status", help="Only runs with this status (verified, max_iterations, running, ...).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@RUNS_DIR_OPTION
+@reports_errors
+def runs(spec_name: str | None, status: str | None, limit: int, as_json: bool, runs_option: str | None) -> int:
+    """List runs, newest first."""
+    from ..record.runs import all_runs
+
+    found = [r for r in all_runs(runs_dir(runs_option, Path.cwd()))
+             if (spec_name is None or r["spec"] == spec_name) and (status is None or r["status"] == status)][:limit]
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return 0
+    click.echo(f"{'RUN':<40} {'SPEC':<20} {'STATUS':<15} {'ITER':>5} {'TIME':>8} {'TOKENS':>9} {'COST':>9}  STARTED")
+    for r in found:
+        cost = "?" if r["cost_usd"] is None else f"${r['cost_usd']:.4f}"
+        click.echo(f"{r['id']:<40} {r['spec'][:20]:<20} {r['status']:<15} {r['iterations']:>5} "
+                   f"{(r['duration_s'] or 0):>7.1f}s {r['tokens']:>9} {cost:>9}  {r['started'][:19]}")
+    return 0
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON lines.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing events until the run ends.")
+@RUNS_DIR_OPTION
+@reports_errors
+def show(run_id: str, as_json: bool, follow: bool, runs_option: str | None) -> int:
+    """Show one run's timeline: model calls, tool calls, check rounds, compactions, reloads, totals."""
+    from ..record.runs import find, summary
+
+    folder = find(runs_dir(runs_option, Path.cwd()), run_id)
+    color = sys.stdout.isatty() and not as_json
+    seen = 0
+    while True:
+        events = read_events(folder / "trace.jsonl")
+        for event in events[seen:]:
+            line = json.dumps(event) if as_json else format_event(event, color)
+            if line is not None:
+                click.echo(line)
+        seen = len(events)
+        if not follow or (events and events[-1]["type"] == "run_finished"):
+            break
+        time.sleep(0.2)
+    if not as_json:
+        info = summary(folder)
+        checks = _check_history(events)
+        cost = "?" if info["cost_usd"] is None else f"${info['cost_usd']:.4f}"
+        click.echo(f"\n{info['status']}: {info['iterations']} iterations, {info['tokens']} tokens, {cost}"
+                   + (f"\nchecks across rounds: {checks}" if checks else ""))
+    return 0
+
+
+def _check_history(events: list[dict[str, Any]]) -> str:
+    history: dict[str, str] = {}
+    for event in events:
+        for result in event.get("results", []) if event["type"] == "verify" else []:
+            history[result["name"]] = history.get(result["name"], "") + ("P" if result["passed"] else "F")
+    return ", ".join(f"{name} {marks}" for name, marks in history.items())
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Where to write (default: RUN/report.html).")
+@RUNS_DIR_OPTION
+@reports_errors
+def report(run_id: str, output: str | None, runs_option: str | None) -> int:
+    """Write one self-contained HTML page of a run: timeline, checks, tokens, cost and diff."""
+    from ..record.runs import find
+    from .report import write
+
+    folder = find(runs_dir(runs_option, Path.cwd()), run_id)
+    click.echo(str(write(folder, Path(output) if output else None)))
+    return 0

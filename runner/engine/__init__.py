@@ -1,0 +1,1 @@
+"""The agent loop and its policies: context, limits, stopping, sub-loops, hot reload."""

@@ -1,0 +1,226 @@
+"""The prompt, kept under its token budget for as long as the run lasts.
+
+Every prompt is laid out the same way:
+
+    system    the system prompt                                          never dropped
+    task      the objective                                              never dropped
+    memory    summary of dropped turns, all notes, the latest check
+              report if its turn was dropped (only after a compaction)   never dropped
+    history   units, oldest first: an assistant turn with all its tool results, or a
+              user message (a check report, a notice); a unit is kept or dropped whole
+
+Each message is counted once, when it is added, and the total is kept as a running sum. When a
+prompt would exceed the budget, the oldest units (never the last `keep_recent` messages) go in
+one large step, down to half the budget: between two compactions the prompt only grows at its
+end, so its prefix stays the same and provider prompt caches keep hitting. Notes written since
+the last compaction are in the history as `note` calls; each compaction gathers all of them
+into the memory block. Tool outputs over `offload_over_tokens` become artifacts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import RunError
+from ..models.base import Turn
+from ..models.tokens import CHARS_PER_TOKEN, Counter
+from ..record.artifacts import Artifacts
+from ..spec.format import ContextSpec
+from ..spec.prompts import Renderer
+
+TRANSCRIPT_CHARS_PER_MESSAGE = 2000
+
+
+def initial_messages(renderer: Renderer) -> list[dict[str, Any]]:
+    """The system prompt and the first user message, as every run starts."""
+    return [{"role": "system", "content": renderer.system()}, {"role": "user", "content": renderer.task()}]
+
+
+@dataclass
+class Unit:
+    id: int
+    messages: list[dict[str, Any]]
+    tokens: list[int]
+    kind: str = "turn"  # turn | report | notice
+
+    def total(self) -> int:
+        return sum(self.tokens)
+
+
+@dataclass
+class Context:
+    settings: ContextSpec
+    counter: Counter
+    artifacts: Artifacts | None
+    pinned: list[dict[str, Any]]
+    pinned_tokens: list[int] = field(default_factory=list)
+    units: list[Unit] = field(default_factory=list)
+    memory: dict[str, Any] | None = None
+    memory_tokens: int = 0
+    notes: list[str] = field(default_factory=list)
+    summary: str = ""
+    report: str | None = None
+    report_unit: int | None = None
+    dropped: int = 0
+    next_id: int = 0
+    tools_tokens: int = 0
+    history_tokens: int = 0
+    saved_to: int = 0  # units with a lower id are in the record's units journal already
+
+    def __post_init__(self) -> None:
+        if not self.pinned_tokens:
+            self.pinned_tokens = [self.counter.message(m) for m in self.pinned]
+        self.history_tokens = sum(u.total() for u in self.units)
+
+    def prompt(self) -> list[dict[str, Any]]:
+        memory = [self.memory] if self.memory else []
+        return self.pinned + memory + [m for unit in self.units for m in unit.messages]
+
+    def tokens(self) -> int:
+        return sum(self.pinned_tokens) + self.memory_tokens + self.history_tokens + self.tools_tokens
+
+    def set_pinned(self, index: int, content: str) -> None:
+        """Replace the system prompt (0) or the task (1), as a reloaded spec does."""
+        self.pinned[index] = {**self.pinned[index], "content": content}
+        self.pinned_tokens[index] = self.counter.message(self.pinned[index])
+
+    def _add(self, message: dict[str, Any], unit: Unit | None = None, kind: str = "turn") -> Unit:
+        if unit is None:
+            unit = Unit(self.next_id, [], [], kind)
+            self.next_id += 1
+            self.units.append(unit)
+        tokens = self.counter.message(message)
+        unit.messages.append(message)
+        unit.tokens.append(tokens)
+        self.history_tokens += tokens
+        return unit
+
+    def add_turn(self, turn: Turn) -> None:
+        self._add(turn.message())
+
+    def add_tool_result(self, call_id: str, name: str, output: str) -> str | None:
+        """Add a tool's output (offloaded if large) to the open turn; return the artifact handle."""
+        handle = None
+        limit = self.settings.offload_over_tokens
+        if limit and self.artifacts is not None and self._over(output, limit):
+            handle, output = self.artifacts.store(output, f"output of {name}")
+        self._add({"role": "tool", "tool_call_id": call_id, "content": output}, self.units[-1])
+        return handle
+
+    def _over(self, text: str, limit: int) -> bool:
+        if len(text) > limit * CHARS_PER_TOKEN * 4:  # surely over: spare counting megabytes
+            return True
+        return self.counter.text(text) > limit
+
+    def add_user(self, text: str, kind: str = "notice") -> None:
+        unit = self._add({"role": "user", "content": text}, kind=kind)
+        if kind == "report":
+            self.report, self.report_unit = text, unit.id
+
+    def fit(self, summarize: Callable[[str, str], str]) -> dict[str, Any] | None:
+        """Compact if the next prompt would exceed the budget; return the compaction's event fields."""
+        budget, before = self.settings.budget_tokens, self.tokens()
+        if before <= budget:
+            return None
+        if self.settings.compaction == "none":
+            raise RunError(f"the prompt needs {before} tokens, over context.budget_tokens ({budget}), and "
+                           "compaction is `none`; raise the budget or set compaction: summarize")
+        count = self._units_to_drop(budget // 2)
+        if count == 0:
+            raise RunError(self._cannot_fit(before))
+        dropped, self.units = self.units[:count], self.units[count:]
+        self.history_tokens -= sum(u.total() for u in dropped)
+        self.dropped += sum(len(u.messages) for u in dropped)
+        fields: dict[str, Any] = {"strategy": self.settings.compaction, "before_tokens": before,
+                                  "dropped_messages": sum(len(u.messages) for u in dropped)}
+        if self.settings.compaction == "summarize":
+            request = transcript(dropped)
+            # a summary may take a quarter of the budget at most (about 4 characters a token)
+            self.summary = summarize(self.summary, request)[: self.settings.budget_tokens]
+            fields.update(summary_request=request[-4000:], summary=self.summary)
+        self._rebuild_memory()
+        fields["after_tokens"] = self.tokens()
+        if fields["after_tokens"] > budget:
+            raise RunError(self._cannot_fit(fields["after_tokens"]))
+        return fields
+
+    def _units_to_drop(self, target: int) -> int:
+        """How many of the oldest units to drop to reach `target`, sparing the last keep_recent messages."""
+        kept_messages, protected = 0, len(self.units)
+        while protected > 0 and kept_messages < self.settings.keep_recent:
+            protected -= 1
+            kept_messages += len(self.units[protected].messages)
+        total, count = self.tokens(), 0
+        while count < protected and total > target:
+            total -= self.units[count].total()
+            count += 1
+        return count
+
+    def _cannot_fit(self, tokens: int) -> str:
+        return (f"the prompt cannot fit context.budget_tokens ({self.settings.budget_tokens}): what must "
+                f"be kept (system, objective, memory, the last {self.settings.keep_recent} messages) "
+                f"needs {tokens} tokens; raise budget_tokens, lower keep_recent or offload_over_tokens")
+
+    def _rebuild_memory(self) -> None:
+        parts = ["# Memory (kept across compactions)"]
+        if self.summary:
+            parts.append("## Summary of earlier work\n" + self.summary.strip())
+        elif self.dropped:
+            parts.append(f"({self.dropped} earlier messages were dropped to keep the context small.)")
+        if self.notes:
+            parts.append("## Your notes\n" + "\n".join(f"- {n}" for n in self.notes))
+        if self.report and all(u.id != self.report_unit for u in self.units):  # its turn is gone
+            parts.append("## Latest check report\n" + self.report)
+        self.memory = {"role": "user", "content": "\n\n".join(parts)}
+        self.memory_tokens = self.counter.message(self.memory)
+
+    def state(self) -> dict[str, Any]:
+        """Everything but the units, which go to the units journal (see `new_units`)."""
+        return {"pinned": self.pinned, "pinned_tokens": self.pinned_tokens, "memory": self.memory,
+                "memory_tokens": self.memory_tokens, "notes": self.notes, "summary": self.summary,
+                "report": self.report, "report_unit": self.report_unit, "dropped": self.dropped,
+                "next_id": self.next_id, "first_unit": self.units[0].id if self.units else self.next_id}
+
+    def new_units(self) -> list[dict[str, Any]]:
+        """Units added since the last save. Saving appends only these, so that a save costs what
+        changed, not the size of the context; units leave only from the front, so the state needs
+        no more than the id of the first unit still in the context."""
+        fresh = [vars(u) for u in self.units if u.id >= self.saved_to]
+        self.saved_to = self.next_id
+        return fresh
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], units: list[dict[str, Any]], settings: ContextSpec,
+                counter: Counter, artifacts: Artifacts | None) -> Context:
+        live = [Unit(**u) for u in units if u["id"] >= data["first_unit"]]
+        context = cls(settings, counter, artifacts, data["pinned"], data["pinned_tokens"], live,
+                      data["memory"], data["memory_tokens"], data["notes"], data["summary"], data["report"],
+                      data["report_unit"], data["dropped"], data["next_id"], saved_to=data["next_id"])
+        context.close_open_turn()
+        return context
+
+    def close_open_turn(self) -> None:
+        """A turn cut off mid-way (Ctrl-C, a crash) gets a result for each call, as providers require."""
+        if not self.units or not self.units[-1].messages[0].get("tool_calls"):
+            return
+        unit = self.units[-1]
+        answered = {m.get("tool_call_id") for m in unit.messages[1:]}
+        for call in unit.messages[0]["tool_calls"]:
+            if call["id"] not in answered:
+                self._add({"role": "tool", "tool_call_id": call["id"],
+                           "content": "[not run: the run was interrupted before this call]"}, unit)
+
+
+def transcript(units: list[Unit]) -> str:
+    """Dropped turns as plain text for the summarizer, each message cut to a readable length."""
+    lines = []
+    for unit in units:
+        for message in unit.messages:
+            text = (message.get("content") or "")[:TRANSCRIPT_CHARS_PER_MESSAGE]
+            calls = [f"{c['function']['name']}({c['function']['arguments'][:300]})"
+                     for c in message.get("tool_calls") or []]
+            role = {"tool": "tool result"}.get(message["role"], message["role"])
+            lines.append(f"[{role}] {text}" + ("".join(f"\n  call: {c}" for c in calls)))
+    return "\n".join(lines)

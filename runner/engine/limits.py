@@ -1,0 +1,131 @@
+"""When a run must stop short of verified: the `stop:` limits, and the work no longer moving.
+
+`Counters` hold what the run has spent. `Limits.check` runs before every model call and
+raises the first limit that holds. `Progress` counts iterations in a row that changed no
+file and improved no check (a newly passing check, or a higher `metric`), and spots an agent
+repeating the identical tool call: it is told, and the repeat counts as no progress.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..models.base import ToolCall
+from ..record.snapshot import fingerprint
+from ..spec.format import StopSpec
+from .status import LimitReached, NoProgress, Status
+
+REPEAT_LIMIT = 3
+READ_ONLY_TOOLS = {"read_file", "list_files", "search_files", "note", "read_artifact", "finish"}
+
+
+@dataclass
+class Counters:
+    iteration: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0  # calls whose cost litellm could not tell
+    elapsed_before: float = 0.0  # seconds spent in earlier sessions of a resumed run
+    started: float = field(default_factory=time.monotonic, repr=False)
+
+    def add(self, prompt: int, completion: int, cost: float | None) -> None:
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        if cost is None:
+            self.unpriced_calls += 1
+        else:
+            self.cost_usd += cost
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def state(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "started"}
+        data["elapsed_before"] = self.elapsed()
+        return data
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> Counters:
+        return cls(**{k: v for k, v in data.items() if k in {f.name for f in fields(cls)}})
+
+
+class Limits:
+    def __init__(self, stop: StopSpec):
+        self.stop = stop
+
+    def check(self, counters: Counters, progress: Progress) -> None:
+        stop = self.stop
+        if counters.iteration >= stop.max_iterations:
+            raise LimitReached(Status.MAX_ITERATIONS, f"reached max_iterations ({stop.max_iterations})")
+        if stop.max_tokens is not None and counters.tokens >= stop.max_tokens:
+            raise LimitReached(Status.MAX_TOKENS, f"used {counters.tokens} tokens, max_tokens is {stop.max_tokens}")
+        if stop.max_cost_usd is not None and counters.cost_usd >= stop.max_cost_usd:
+            raise LimitReached(Status.MAX_COST, f"spent ${counters.cost_usd:.4f}, max_cost_usd is {stop.max_cost_usd}")
+        self.check_time(counters)
+        if stop.no_progress is not None and progress.streak >= stop.no_progress:
+            raise NoProgress(f"{progress.streak} iterations in a row changed no file and improved no check")
+
+    def check_time(self, counters: Counters) -> None:
+        if self.stop.timeout is not None and counters.elapsed() >= self.stop.timeout:
+            raise LimitReached(Status.TIMEOUT, f"ran {counters.elapsed():.0f}s, timeout is {self.stop.timeout:.0f}s")
+
+    def time_left(self, counters: Counters) -> float | None:
+        return None if self.stop.timeout is None else max(self.stop.timeout - counters.elapsed(), 0.0)
+
+
+@dataclass
+class Progress:
+    workdir: Path
+    scan: bool = True  # watch the workdir for changes (only worth it when `no_progress` is set)
+    streak: int = 0
+    print: str = ""  # the workdir's fingerprint after the last iteration that could change files
+    passed: list[str] = field(default_factory=list)  # checks that have passed at least once
+    best: dict[str, float] = field(default_factory=dict)  # best metric per check
+    last_call: str = ""
+    repeats: int = 0
+    repeated: bool = False  # this iteration repeated a call REPEAT_LIMIT times
+
+    def __post_init__(self) -> None:
+        if self.scan and not self.print:
+            self.print = fingerprint(self.workdir)
+
+    def note_call(self, call: ToolCall) -> bool:
+        """Count identical consecutive calls; True once the same call has come REPEAT_LIMIT times."""
+        signature = call.name + json.dumps(call.args, sort_keys=True, default=str)
+        self.repeats = self.repeats + 1 if signature == self.last_call else 1
+        self.last_call = signature
+        if self.repeats >= REPEAT_LIMIT:
+            self.repeated = True
+        return self.repeats >= REPEAT_LIMIT
+
+    def iteration_done(self, calls: list[ToolCall], results: list[Any] | None) -> None:
+        changed = False
+        if self.scan and any(c.name not in READ_ONLY_TOOLS for c in calls):
+            now = fingerprint(self.workdir)
+            changed, self.print = now != self.print, now
+        improved = self._improved(results or [])
+        self.streak = 0 if (changed or improved) and not self.repeated else self.streak + 1
+        self.repeated = False
+
+    def _improved(self, results: list[Any]) -> bool:
+        improved = False
+        for result in results:
+            if result.passed and result.name not in self.passed:
+                self.passed.append(result.name)
+                improved = True
+            if result.metric is not None and result.metric > self.best.get(result.name, float("-inf")):
+                improved = result.name in self.best or improved
+                self.best[result.name] = result.metric
+        return improved
+
+    def state(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("workdir", "scan")}

@@ -1,0 +1,210 @@
+"""The agent loop: query the model, execute its tool calls, verify, until something stops it.
+
+    run()   while True: step(); a Stop, Ctrl-C or a LoopError ends it; `finally` saves the record
+    step()  take a reloaded spec, check the limits, query the model, execute the calls, verify
+
+Policies live elsewhere: the prompt budget in context.py, limits and progress in limits.py,
+sub-loops in subloop.py, hot reload in reload.py (all in engine/); the checks in checks/, the
+tools in tools/.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..checks.base import CheckResult
+from ..checks.verifier import Verifier, failure_report
+from ..errors import LoopError, ModelError, RunError
+from ..models.base import Model, ToolCall, Turn
+from ..models.tokens import Counter
+from ..record.artifacts import Artifacts
+from ..record.masking import mask
+from ..record.snapshot import Snapshot
+from ..record.trace import Observer, Record
+from ..spec.format import ModelSpec
+from ..spec.resolve import Resolved
+from ..tools.shell import command_env, kill_all
+from ..tools.toolbox import Hooks, Toolbox
+from .context import Context, initial_messages
+from .limits import Counters, Limits, Progress
+from .status import Failed, Finished, Interrupted, Stop, Verified
+from .subloop import run_subloop
+
+PREVIEW_CHARS = 1000  # of each tool output, in the trace (the whole output is in the context or an artifact)
+REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its result will not change. "
+                 "Try a different approach.]")
+
+
+class Loop:
+    def __init__(self, resolved: Resolved, workdir: Path, record: Record, model: Model, *,
+                 model_for: Callable[[ModelSpec], Model] | None = None, display: Observer | None = None,
+                 watcher: Any = None, state: dict[str, Any] | None = None, above: list[str] | None = None):
+        self.workdir, self.record, self.model, self.model_for = workdir, record, model, model_for
+        self.display, self.watcher = display, watcher
+        self.lineage = [*(above or []), record.run_id]  # the runs above this one (sub-loops), and this one
+        self.parent = above[-1] if above else None
+        self.command_env = command_env(self.lineage)
+        state = state or {}
+        self.counters = Counters.restore(state["counters"]) if state else Counters()
+        self.artifacts = Artifacts(record.folder / "artifacts", state.get("artifacts", 0))
+        folder = record.folder / "snapshot"
+        self.snapshot = Snapshot.load(workdir, folder) if state else Snapshot.take(workdir, folder)
+        self.progress = Progress(workdir, resolved.spec.stop.no_progress is not None, **state.get("progress", {}))
+        self.last_results: list[CheckResult] = []
+        counter, settings = Counter(resolved.spec.model.name), resolved.spec.context
+        self.context = (Context.restore(state["context"], record.read_units(state["units_bytes"]), settings,
+                                        counter, self.artifacts) if state else
+                        Context(settings, counter, self.artifacts, initial_messages(resolved.renderer(workdir))))
+        self.configure(resolved)
+
+    def configure(self, resolved: Resolved) -> None:
+        """Build everything that follows from the spec; a hot reload calls this again."""
+        self.resolved, self.spec = resolved, resolved.spec
+        self.renderer = resolved.renderer(self.workdir)
+        self.limits = Limits(self.spec.stop)
+        self.progress.scan = self.spec.stop.no_progress is not None
+        self.verifier = Verifier(self.spec, self.renderer, self.workdir, self.snapshot, self.command_env)
+        hooks = Hooks(self.context.notes, self.artifacts.read, lambda tool, args: run_subloop(self, tool, args, Loop),
+                      lambda: self.limits.time_left(self.counters), self.command_env)
+        self.toolbox = Toolbox(self.spec, self.renderer, hooks, self.workdir)
+        self.context.settings = self.spec.context
+        self.context.tools_tokens = self.context.counter.tools(self.toolbox.schemas())
+
+    def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
+        event = self.record.event(type_, self.counters.iteration, **fields)
+        if self.display:
+            self.display.event(event)
+        return event
+
+    def run(self, opening: tuple[str, dict[str, Any]] | None = None) -> Stop:
+        outcome: Stop = Failed(RunError("the run ended on an unexpected error; see the traceback"))
+        kind, fields = opening or ("run_started", self.started_fields())
+        self.emit(kind, **fields)
+        self.record.write_spec(self.spec.document())
+        self.save()
+        try:
+            while True:
+                self.step()
+        except Stop as stop:
+            outcome = stop
+        except KeyboardInterrupt:
+            outcome = Interrupted("interrupted (Ctrl-C); `loop resume` continues the run")
+        except LoopError as error:
+            outcome = Failed(error)
+        finally:
+            kill_all()
+            self.close(outcome)
+        return outcome
+
+    def step(self) -> None:
+        if self.watcher is not None:
+            self.watcher.apply(self)
+        self.limits.check(self.counters, self.progress)
+        self.counters.iteration += 1
+        turn = self.query()
+        finished = self.execute(turn.tool_calls)
+        results = self.verify(final=finished)
+        self.progress.iteration_done(turn.tool_calls, results)
+        self.save()
+
+    def query(self) -> Turn:
+        try:
+            compaction = self.context.fit(self.summarize)
+            if compaction:
+                self.emit("compaction", **compaction)
+            turn = self.model.complete(self.context.prompt(), self.toolbox.schemas(), deadline=self.deadline())
+        except ModelError:
+            self.limits.check_time(self.counters)  # a call cut short by the run's timeout ends it as a timeout
+            raise
+        self.account(turn, "act")
+        self.context.add_turn(turn)
+        return turn
+
+    def summarize(self, previous: str, transcript: str) -> str:
+        objective = self.renderer.field(("objective",), self.spec.objective, self.counters.iteration)
+        prompt = self.renderer.prompt("summarize", self.counters.iteration, objective=objective,
+                                      previous=previous, transcript=transcript)
+        turn = self.model.complete([{"role": "user", "content": prompt}], [], purpose="summarize",
+                                   deadline=self.deadline())
+        self.account(turn, "summarize")
+        return turn.text
+
+    def deadline(self) -> float | None:
+        left = self.limits.time_left(self.counters)
+        return None if left is None else time.monotonic() + left
+
+    def account(self, turn: Turn, purpose: str) -> None:
+        self.counters.add(turn.prompt_tokens, turn.completion_tokens, turn.cost_usd)
+        self.emit("model_call", purpose=purpose, model=turn.model, prompt_tokens=turn.prompt_tokens,
+                  completion_tokens=turn.completion_tokens, cost_usd=turn.cost_usd,
+                  latency_s=round(turn.latency_s, 4), tool_calls=[c.name for c in turn.tool_calls],
+                  text=turn.text[:500], context_tokens=self.context.tokens())
+
+    def execute(self, calls: list[ToolCall]) -> bool:
+        """Run every call of the turn; True if the turn ends the agent's work (no calls, or `finish`)."""
+        finished = not calls
+        for call in calls:
+            repeated = self.progress.note_call(call)
+            started = time.monotonic()
+            args = call.args if call.args is not None else call.raw
+            try:
+                result = self.toolbox.call(call)
+            except KeyboardInterrupt:  # the call was cut short: the trace still says so
+                self.emit("tool_call", name=call.name, args=args, ok=False, interrupted=True,
+                          duration_s=round(time.monotonic() - started, 4), output_preview="", artifact=None)
+                raise
+            output = result.output + (REPEAT_NOTICE if repeated else "")
+            artifact = self.context.add_tool_result(call.id, call.name, output)
+            self.emit("tool_call", name=call.name, args=args, ok=result.ok, artifact=artifact,
+                      duration_s=round(time.monotonic() - started, 4), output_preview=output[:PREVIEW_CHARS],
+                      **result.record)
+            finished = finished or result.finish
+        return finished
+
+    def verify(self, final: bool) -> list[CheckResult] | None:
+        """Run the checks that are due; all of them passing in one round ends the run verified."""
+        if final and not self.spec.verify.checks:
+            raise Finished("the model stopped, and no checks are defined")
+        checks = self.verifier.due(final)
+        if not checks:
+            return None
+        results = self.verifier.run(checks, self.counters.iteration, self.limits.time_left(self.counters))
+        for result in results:
+            self.counters.add(result.prompt_tokens, result.completion_tokens, result.cost_usd)
+        self.last_results = results
+        self.emit("verify", final=final, results=[r.record() for r in results])
+        if all(r.passed for r in results):
+            if len(results) == len(self.spec.verify.checks):
+                raise Verified(f"all {len(results)} checks passed")
+        else:
+            self.context.add_user(failure_report(self.renderer, results, self.counters.iteration), "report")
+        return results
+
+    def started_fields(self) -> dict[str, Any]:
+        from ..record.provenance import git_info
+
+        return {"run_id": self.record.run_id, "spec_name": self.spec.name, "spec_sha256": self.resolved.sha256,
+                "spec_file": str(self.resolved.file), **git_info(self.resolved.file), "model": self.model.name,
+                "workdir": str(self.workdir), "parent_run": self.parent, "pid": os.getpid()}
+
+    def save(self) -> None:
+        units_bytes = self.record.append_units(self.context.new_units())
+        self.record.save_state({
+            "run_id": self.record.run_id, "spec_file": str(self.resolved.file), "workdir": str(self.workdir),
+            "parent_run": self.parent, "lineage": self.lineage, "counters": self.counters.state(),
+            "context": self.context.state(), "progress": self.progress.state(), "artifacts": self.artifacts.count,
+            "model_position": getattr(self.model, "position", None), "trace_bytes": self.record.trace_size(),
+            "units_bytes": units_bytes})
+
+    def close(self, outcome: Stop) -> None:
+        (self.record.folder / "changes.diff").write_text(mask(self.snapshot.diff()), encoding="utf-8")
+        self.emit("run_finished", status=outcome.status.value, message=outcome.message,
+                  iterations=self.counters.iteration, prompt_tokens=self.counters.prompt_tokens,
+                  completion_tokens=self.counters.completion_tokens, cost_usd=round(self.counters.cost_usd, 6),
+                  unpriced_calls=self.counters.unpriced_calls, duration_s=round(self.counters.elapsed(), 3))
+        self.save()
+        self.record.close()

@@ -1,0 +1,94 @@
+"""Starting a run, and resuming one: the loop with its record, model and overrides.
+
+A run killed mid-iteration (even by SIGKILL) resumes from its last saved state: state.json
+is written atomically after every iteration with the size of the trace at that moment, and
+on resume the events of the iteration that was cut short are taken out of the trace and
+kept in the `run_resumed` event, so that each iteration's events appear once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..models.make import open_model
+from ..models.scripted import ScriptedModel
+from ..record.runs import summary
+from ..record.trace import Observer, Record
+from ..spec.resolve import Resolved, resolve
+from ..tools.shell import reap
+from .loop import Loop
+from .status import Status
+
+# A run stopped by one of these limits resumes only with that limit raised.
+RAISE_TO_RESUME = {Status.MAX_ITERATIONS.value: "max_iterations", Status.MAX_TOKENS.value: "max_tokens",
+                   Status.MAX_COST.value: "max_cost_usd", Status.TIMEOUT.value: "timeout"}
+
+
+def with_overrides(resolved: Resolved, model: str | None = None, **stop: Any) -> Resolved:
+    """The spec with command-line overrides (--model, --max-iterations, ...) applied."""
+    document = resolved.spec.document()
+    changes: dict[str, Any] = {}
+    if model:
+        own = {k: v for k, v in document["model"].items() if k != "script" or model == "scripted"}
+        changes["model"] = {**own, "name": model}
+    stop = {k: v for k, v in stop.items() if v is not None}
+    if stop:
+        changes["stop"] = {**document.get("stop", {}), **stop}
+    return dataclasses.replace(resolved, spec=resolved.spec.replace(**changes)) if changes else resolved
+
+
+def start(resolved: Resolved, workdir: Path, runs: Path, *, display: Observer | None = None,
+          replay: Path | None = None, record_to: Path | None = None, watcher: Any = None) -> Loop:
+    with Record.new(runs, resolved.spec.name) as record:
+        retry = _retry_reporter(record, display)
+        model = open_model(resolved.spec.model, replay, record_to, retry)
+        model_for = None if replay else (lambda spec: open_model(spec, None, record_to, retry))
+        return Loop(resolved, workdir, record, model, model_for=model_for, display=display, watcher=watcher)
+
+
+def _retry_reporter(record: Record, display: Observer | None) -> Any:
+    def report(fields: dict[str, Any]) -> None:
+        event = record.event("model_retry", -1, **fields)
+        if display:
+            display.event(event)
+    return report
+
+
+def resume(folder: Path, *, display: Observer | None = None, **stop: Any) -> tuple[Loop, tuple[str, dict[str, Any]]]:
+    """A loop that continues the run in `folder`, and the `run_resumed` event that opens it."""
+    record = Record(folder)
+    state = record.load_state()
+    status = summary(folder)["status"]
+    if status in ("verified", "finished", "running"):
+        raise UsageError(f"run {folder.name} is {status}; only an interrupted or stopped run can be resumed")
+    resolved = with_overrides(resolve(folder / "spec.yaml"), **stop)
+    _check_raised(status, resolved, state)
+    abandoned = record.cut_to(state)
+    reaped = reap(record.run_id)  # commands a killed runner left going would race the resumed run
+    model = open_model(resolved.spec.model, None, None, _retry_reporter(record, display))
+    if isinstance(model, ScriptedModel) and state.get("model_position") is not None:
+        model.position = state["model_position"]
+    loop = Loop(resolved, Path(state["workdir"]), record, model, display=display, state=state,
+                above=state.get("lineage", [])[:-1], model_for=lambda spec: open_model(spec, None, None))
+    opening = {"run_id": record.run_id, "after_status": status, "spec_sha256": resolved.sha256, "pid": os.getpid(),
+               "abandoned_events": abandoned, "reaped_process_groups": reaped}
+    return loop, ("run_resumed", opening)
+
+
+def _check_raised(status: str, resolved: Resolved, state: dict[str, Any]) -> None:
+    """Resuming a run stopped by a limit needs that limit raised, or it stops again at once."""
+    field = RAISE_TO_RESUME.get(status)
+    if field is None:  # interrupted, crashed, an error, or no progress (which restarts counting)
+        return
+    limit, counters = getattr(resolved.spec.stop, field), state["counters"]
+    used = {"max_iterations": counters["iteration"], "timeout": counters["elapsed_before"],
+            "max_tokens": counters["prompt_tokens"] + counters["completion_tokens"],
+            "max_cost_usd": counters["cost_usd"]}[field]
+    if limit is not None and used >= limit:
+        option = "--" + field.replace("_", "-").replace("-usd", "")
+        raise UsageError(f"run stopped at {field} ({limit}, used {used:g}); resume with a higher limit, "
+                         f"e.g. {option} {int(used) + 10 if field == 'max_iterations' else used * 2:g}")

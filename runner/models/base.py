@@ -1,0 +1,59 @@
+"""What every model deals in: a `Turn` (the reply), its `ToolCall`s, and the `Model` protocol.
+
+Everything that answers a prompt (litellm's providers, the scripted model, a recorder around
+either) returns a `Turn` from `complete(messages, tools)`; the rest of the runner knows only these.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    args: dict[str, Any] | None  # None when the model's arguments were not a JSON object
+    raw: str = ""
+
+    def wire(self) -> dict[str, Any]:
+        arguments = self.raw if self.args is None else json.dumps(self.args)
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": arguments}}
+
+
+@dataclass
+class Turn:
+    text: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = 0.0
+    latency_s: float = 0.0
+    model: str = ""
+
+    def message(self) -> dict[str, Any]:
+        """The assistant message as it goes back into the context."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.text or None}
+        if self.tool_calls:
+            message["tool_calls"] = [call.wire() for call in self.tool_calls]
+        return message
+
+
+class Model(Protocol):
+    """`deadline` (time.monotonic()) bounds the call, retries and fallbacks included."""
+    name: str
+
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                 purpose: str = "act", deadline: float | None = None) -> Turn: ...
+
+
+def parse_arguments(raw: Any) -> dict[str, Any] | None:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw or "{}")
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,25 @@
+"""The model a run uses: what the spec names, or a replayed script, optionally recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..spec.format import ModelSpec
+from .base import Model
+from .provider import LiteLLMModel
+from .scripted import Recorder, ScriptedModel
+
+
+def make_model(spec: ModelSpec, on_retry: Callable[[dict[str, Any]], None] | None = None) -> Model:
+    """The model a spec names: the offline scripted model, or any provider through litellm."""
+    if spec.name == "scripted":
+        assert spec.script is not None
+        return ScriptedModel(Path(spec.script))
+    return LiteLLMModel(spec, on_retry)
+
+
+def open_model(spec: ModelSpec, replay: Path | None, record_to: Path | None, on_retry: Any = None) -> Model:
+    model: Model = ScriptedModel(replay) if replay else make_model(spec, on_retry)
+    return Recorder(model, record_to) if record_to else model

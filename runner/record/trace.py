@@ -1,0 +1,176 @@
+"""The run record: one folder per run, written as the run goes.
+
+    RUNS_DIR/RUN_ID/spec.yaml      the resolved spec in force (follows hot reloads)
+    RUNS_DIR/RUN_ID/trace.jsonl    one JSON event per line, appended and flushed as it happens
+    RUNS_DIR/RUN_ID/state.json     what resume needs; replaced atomically (write, then rename)
+    RUNS_DIR/RUN_ID/units.jsonl    the context's units, appended as they come; state.json says how
+                                   much of it counts, so a save costs what changed, not the context
+    RUNS_DIR/RUN_ID/artifacts/     offloaded tool outputs
+    RUNS_DIR/RUN_ID/snapshot/      the workdir as it was at the start
+
+Every line and file passes through `mask`, so secrets from the environment never land here.
+RUNS_DIR is `--runs-dir`, else $LOOP_RUNS_DIR, else WORKDIR/.loop/runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import yaml
+
+from ..errors import UsageError
+from .masking import mask
+
+
+class Observer(Protocol):
+    """Sees each event as it is recorded: `loop run`'s live display (cli/display.py) is one."""
+
+    def event(self, event: dict[str, Any]) -> None: ...
+
+    def nested(self) -> Observer:
+        """The observer of a sub-run started inside this one."""
+        ...
+
+
+def runs_dir(option: str | Path | None, workdir: Path) -> Path:
+    chosen = option or os.environ.get("LOOP_RUNS_DIR")
+    return Path(chosen).expanduser().absolute() if chosen else workdir / ".loop" / "runs"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write then rename, so a reader (or a resume after SIGKILL) never sees half a file.
+
+    No fsync: the rename is atomic for any crash of the process, which is what resume must
+    survive; an fsync per iteration would cost more than the rest of the iteration's overhead."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
+
+
+class Record:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.trace_path = folder / "trace.jsonl"
+        self.units_path = folder / "units.jsonl"
+        self._trace: TextIO | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.folder.name
+
+    @classmethod
+    @contextlib.contextmanager
+    def new(cls, runs: Path, spec_name: str) -> Iterator[Record]:
+        """A new run's folder for the setting up of its run; if that fails or is interrupted, nothing
+        has run yet, so the folder goes again rather than lingering as a run with no events."""
+        record = cls.create(runs, spec_name)
+        try:
+            yield record
+        except BaseException:
+            record.close()
+            shutil.rmtree(record.folder, ignore_errors=True)
+            raise
+
+    @classmethod
+    def create(cls, runs: Path, spec_name: str) -> Record:
+        runs.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        while True:  # exclusive mkdir: concurrent runs never share a folder
+            folder = runs / f"{stamp}-{spec_name}-{secrets.token_hex(2)}"
+            try:
+                folder.mkdir()
+                return cls(folder)
+            except FileExistsError:
+                continue
+
+    def event(self, type_: str, iteration: int, **fields: Any) -> dict[str, Any]:
+        event = {"ts": now(), "type": type_, "iteration": iteration, **fields}
+        line = mask(json.dumps(event, default=str, ensure_ascii=False))
+        if self._trace is None:
+            self._trace = open(self.trace_path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
+        self._trace.write(line + "\n")
+        self._trace.flush()
+        return event
+
+    def trace_size(self) -> int:
+        return self.trace_path.stat().st_size if self.trace_path.exists() else 0
+
+    def _cut(self, path: Path, size: int) -> str:
+        """Truncate `path` to `size` bytes, returning what was after them."""
+        if not path.exists():
+            return ""
+        with open(path, "rb+") as handle:
+            handle.seek(size)
+            tail = handle.read().decode("utf-8", errors="replace")
+            handle.truncate(size)
+        return tail
+
+    def cut_to(self, state: dict[str, Any]) -> list[dict[str, Any]]:
+        """Bring the trace and the units journal back to what `state` saw: whatever a crash wrote after
+        the last save belongs to an iteration that will run again. Returns the events cut from the trace."""
+        self._cut(self.units_path, state["units_bytes"])
+        return _parse_lines(self._cut(self.trace_path, state["trace_bytes"]).splitlines())
+
+    def append_units(self, units: list[dict[str, Any]]) -> int:
+        """Append context units to the journal; return its size, which the next state records."""
+        if units:
+            with open(self.units_path, "a", encoding="utf-8") as handle:
+                handle.write("".join(mask(json.dumps(u, ensure_ascii=False)) + "\n" for u in units))
+        return self.units_path.stat().st_size if self.units_path.exists() else 0
+
+    def read_units(self, size: int) -> list[dict[str, Any]]:
+        """The journal's units in its first `size` bytes (what the last saved state counted)."""
+        if not self.units_path.exists():
+            return []
+        with open(self.units_path, "rb") as handle:
+            return [json.loads(line) for line in handle.read(size).decode("utf-8").splitlines()]
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        write_atomic(self.folder / "state.json", mask(json.dumps(state, default=str, ensure_ascii=False)))
+
+    def load_state(self) -> dict[str, Any]:
+        path = self.folder / "state.json"
+        if not path.exists():
+            raise UsageError(f"run {self.run_id} has no state.json (it ended before its first save)")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def write_spec(self, view: dict[str, Any]) -> None:
+        write_atomic(self.folder / "spec.yaml",
+                     mask(yaml.safe_dump(view, sort_keys=False, allow_unicode=True)))
+
+    def close(self) -> None:
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """The trace's events; a last line cut off by a crash is skipped, not an error."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    return list(_parse_lines(lines))
+
+
+def _parse_lines(lines: list[str]) -> list[dict[str, Any]]:
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events

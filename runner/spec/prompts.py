@@ -1,0 +1,110 @@
+"""What the model reads: the built-in prompt templates, the user's overrides, the template context.
+
+Prompts live as Jinja files in `builtin_prompts/`; `prompts:` in a spec
+replaces any of them. Every template field of a spec is rendered through a `Renderer`, which
+knows where each field was written so that an error points into the right file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import Problem, field_path, problems_of
+from .format import Check, Spec
+from .templates import Namespace, Source, render, template_fields
+
+PROMPTS = ("system", "task", "verify_failed", "summarize", "judge", "spec_changed")
+BUILTIN_DIR = Path(__file__).parent / "builtin_prompts"
+
+# What each prompt gets besides the base context; also the sample used to validate overrides.
+SAMPLES: dict[str, dict[str, Any]] = {
+    "system": {"instructions": "", "checks": [{"name": "tests", "what": "`pytest` exits with 0"}],
+               "offload": True, "memory": True},
+    "task": {"objective": "the objective"},
+    "verify_failed": {"failed": [{"name": "tests", "summary": "exit code 1", "output": "1 failed"}],
+                      "passed": ["lint"], "total": 2},
+    "summarize": {"objective": "the objective", "previous": "earlier summary", "transcript": "turns"},
+    "judge": {"objective": "the objective", "criteria": "the criteria",
+              "evidence": [{"title": "diff", "text": "+ a line"}]},
+    "spec_changed": {"changed": ["objective"], "objective": "the objective", "tools": ["read_file"],
+                     "checks": ["tests"]},
+}
+
+
+class Renderer:
+    """Renders a spec's template fields and prompts in the contract's template context."""
+
+    def __init__(self, spec: Spec, workdir: Path, sources: dict[tuple[Any, ...], Source] | None = None):
+        self.spec = spec
+        self.workdir = workdir
+        self.sources = sources or {}
+
+    def context(self, iteration: int = 0, **extra: Any) -> dict[str, Any]:
+        return {"vars": Namespace("vars", self.spec.vars), "env": Namespace("env", os.environ),
+                "spec": Namespace("spec", self.spec.view()), "iteration": iteration,
+                "workdir": str(self.workdir), **extra}
+
+    def field(self, path: tuple[Any, ...], text: str, iteration: int = 0, **extra: Any) -> str:
+        source = self.sources.get(path) or Source(field_path(path))
+        return render(text, self.context(iteration, **extra), source)
+
+    def prompt(self, kind: str, iteration: int = 0, **extra: Any) -> str:
+        override = getattr(self.spec.prompts, kind)
+        if override is not None:
+            return self.field(("prompts", kind), override, iteration, **extra)
+        builtin = BUILTIN_DIR / f"{kind}.md.j2"
+        return render(builtin.read_text(encoding="utf-8"), self.context(iteration, **extra),
+                      Source(f"prompts.{kind}", str(builtin)))
+
+    def system(self) -> str:
+        checks = [{"name": c.name, "what": self.describe(c)} for c in self.spec.verify.checks]
+        instructions = self.field(("instructions",), self.spec.instructions).strip()
+        context = self.spec.context
+        return self.prompt("system", instructions=instructions, checks=checks,
+                           offload=bool(context.offload_over_tokens),
+                           memory=context.compaction != "none").strip()
+
+    def task(self, iteration: int = 0) -> str:
+        objective = self.field(("objective",), self.spec.objective, iteration).strip()
+        return self.prompt("task", iteration, objective=objective).strip()
+
+    def describe(self, check: Check) -> str:
+        """One line telling the model what a check demands."""
+        index = self.spec.verify.checks.index(check)
+        base = ("verify", "checks", index)
+        if check.run is not None:
+            command = self.field(base + ("run",), check.run)
+            return f"`{command}` exits with {check.expect_exit}"
+        if check.http is not None:
+            url = self.field(base + ("http", "url"), check.http.url)
+            return f"{check.http.method} {url} answers as expected"
+        if check.file is not None:
+            path = self.field(base + ("file", "path"), check.file.path)
+            return f"{path} is unchanged" if check.file.unchanged else f"{path} meets the file rules"
+        assert check.judge is not None
+        criteria = self.field(base + ("judge", "criteria"), check.judge.criteria)
+        return f"an independent reviewer judges: {criteria.strip()}"
+
+
+def validate_templates(renderer: Renderer) -> list[Problem]:
+    """Render every template in the spec with sample values; each failure is a located Problem."""
+    problems: list[Problem] = []
+    spec = renderer.spec
+    for path, text in template_fields(spec):
+        if path[0] == "prompts":  # validated below as prompts, with the variables each one gets
+            continue
+        extra = {}
+        if path[0] == "tools" and path[-1] == "command":
+            extra["args"] = Namespace("args", _sample_args(spec.tools[path[1]].parameters))
+        problems += problems_of(renderer.field, path, text, **extra)
+    for kind in PROMPTS:
+        problems += problems_of(renderer.prompt, kind, **SAMPLES[kind])
+    return problems
+
+
+def _sample_args(parameters: dict[str, Any]) -> dict[str, Any]:
+    samples = {"string": "'text'", "integer": "1", "number": "1.5", "boolean": "true"}
+    return {name: samples[p.type] for name, p in parameters.items()}
+

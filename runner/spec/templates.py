@@ -1,0 +1,118 @@
+"""Jinja templates: which spec fields are templates, and rendering them in a sandboxed environment
+where an undefined name is an error, never "".
+
+Every template knows its `Source` (the field it came from and the file line of its first
+line), so an error reads `spec.loop.yaml:12:5: objective: undefined variable vars.pkg`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, get_args, get_origin
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel
+
+from ..errors import Problem, TemplateError
+from .format import JINJA, union_members
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a template was written: `line` is the file line of the template's first line."""
+
+    name: str
+    file: str = "<built-in>"
+    line: int = 1
+    col: int = 1
+
+
+class Namespace(dict):
+    """A context mapping that names itself, so a missing key reads `vars.pkg`, not `dict object`."""
+
+    def __init__(self, label: str, items: Mapping[str, Any]):
+        super().__init__(items)
+        self.label = label
+
+
+class _Undefined(jinja2.StrictUndefined):
+    @property
+    def _undefined_message(self) -> str:
+        obj, name = self._undefined_obj, self._undefined_name
+        if isinstance(obj, Namespace):
+            close = difflib.get_close_matches(str(name), list(obj), n=1)
+            hint = f"; did you mean `{obj.label}.{close[0]}`?" if close else ""
+            known = ", ".join(sorted(obj)[:12]) if obj.label != "env" else ""
+            defined = f" ({obj.label} has: {known})" if known and not close else ""
+            return f"undefined variable `{obj.label}.{name}`{hint}{defined}"
+        if obj is jinja2.utils.missing:
+            return f"undefined variable `{name}`"
+        return f"`{name}` is not defined on {jinja2.utils.object_type_repr(obj)}"
+
+
+_ENV = SandboxedEnvironment(undefined=_Undefined, keep_trailing_newline=True, autoescape=False)
+
+
+@lru_cache(maxsize=512)
+def _compile(text: str) -> jinja2.Template:
+    return _ENV.from_string(text)
+
+
+def render(text: str, context: Mapping[str, Any], source: Source) -> str:
+    """Render `text`; any failure is a TemplateError located in the source's file."""
+    try:
+        return _compile(text).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise _error(source, exc.lineno or 1, f"template syntax error: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        raise _error(source, _failing_line(exc), str(exc.message)) from None
+    except jinja2.exceptions.SecurityError as exc:
+        raise _error(source, _failing_line(exc), f"not allowed in a template: {exc}") from None
+    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+        raise _error(source, _failing_line(exc), f"template failed: {exc}") from None
+
+
+def _failing_line(exc: BaseException) -> int:
+    """Jinja rewrites tracebacks so that template frames carry template line numbers."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<template>"]
+    return frames[-1].lineno if frames and frames[-1].lineno else 1
+
+
+def _error(source: Source, line: int, message: str) -> TemplateError:
+    problem = Problem(source.file, source.line + line - 1, source.col, source.name, message)
+    return TemplateError([problem])
+
+
+def template_fields(model: BaseModel, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Every Jinja field set in `model`, as (path, text), found from the `Jinja` marks on the types."""
+    for name, field in type(model).model_fields.items():
+        key = field.alias or name
+        yield from _walk(getattr(model, name), field.annotation, field.metadata, path + (key,))
+
+
+def _walk(value: Any, annotation: Any, metadata: list[Any], path: tuple[Any, ...]) -> Iterator[Any]:
+    if isinstance(value, BaseModel):
+        yield from template_fields(value, path)
+    elif isinstance(value, str) and (JINJA in metadata or _marked(annotation)):
+        yield path, value
+    elif isinstance(value, (list, dict)):
+        inner = _item_type(annotation, list if isinstance(value, list) else dict)
+        items = enumerate(value) if isinstance(value, list) else value.items()
+        for key, item in items:
+            yield from _walk(item, inner, [], path + (key,))
+
+
+def _marked(annotation: Any) -> bool:
+    return any(JINJA in getattr(m, "__metadata__", ()) for m in union_members(annotation))
+
+
+def _item_type(annotation: Any, container: type) -> Any:
+    for member in union_members(annotation):
+        if get_origin(member) is container:
+            return get_args(member)[-1]
+    return None

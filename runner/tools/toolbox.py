@@ -1,0 +1,210 @@
+"""The tools a spec offers: their schemas for the model, and calls that never crash the run.
+
+Offered: the tools the spec lists, plus `finish` (always), `note` (when compaction can drop
+turns) and `read_artifact` (when large outputs are offloaded). A call to anything else, with
+wrong arguments, or that fails in any way, returns an error message to the model.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ToolFailure
+from ..models.base import ToolCall
+from ..record.masking import mask
+from ..spec.format import BUILTIN_TOOLS, Param, Spec, ToolSpec
+from ..spec.prompts import Renderer
+from ..spec.templates import Namespace
+from . import files
+from .files import Workspace
+from .shell import allowed, run_command
+
+DEFAULT_TIMEOUT = 120.0
+
+
+def _p(type_: str = "string", description: str = "", **extra: Any) -> Param:
+    return Param(type=type_, description=description, **extra)
+
+
+@dataclass(frozen=True)
+class Builtin:
+    description: str
+    parameters: dict[str, Param]
+
+
+BUILTINS: dict[str, Builtin] = {
+    "read_file": Builtin("Read a text file, or a range of its lines.", {
+        "path": _p(description="relative to the workdir"),
+        "start_line": _p("integer", "first line (1-based)", default=None),
+        "end_line": _p("integer", "last line, inclusive", default=None)}),
+    "write_file": Builtin("Create or overwrite a file with the given content.", {
+        "path": _p(), "content": _p(description="the whole new content")}),
+    "edit_file": Builtin("Replace an exact, unique piece of text in a file.", {
+        "path": _p(), "old": _p(description="text to replace, copied exactly; must occur once"),
+        "new": _p(description="replacement text")}),
+    "list_files": Builtin("List files under a folder, recursively.", {
+        "path": _p(default="."), "pattern": _p(description="glob over relative paths", default=None)}),
+    "search_files": Builtin("Search file contents with a regular expression; prints path:line: text.", {
+        "pattern": _p(description="Python regular expression"), "path": _p(default="."),
+        "glob": _p(description="only files whose relative path matches this glob", default=None)}),
+    "shell": Builtin("Run a shell command in the workdir (only commands the spec allows).", {
+        "command": _p(description="the whole command line")}),
+    "note": Builtin("Record a fact or decision to keep for the whole run; notes survive compaction.", {
+        "text": _p()}),
+    "read_artifact": Builtin("Read a stored large output by line range, or search inside it.", {
+        "handle": _p(description="the artifact handle, e.g. a3"),
+        "start_line": _p("integer", default=None), "end_line": _p("integer", default=None),
+        "search": _p(description="regular expression; prints matching lines", default=None)}),
+    "finish": Builtin("Declare the objective met; the checks then run and decide.", {
+        "summary": _p(description="what you did", default="")}),
+}
+assert set(BUILTINS) == set(BUILTIN_TOOLS)
+
+
+@dataclass
+class ToolResult:
+    ok: bool
+    output: str
+    finish: bool = False
+    record: dict[str, Any] = field(default_factory=dict)  # extra trace fields (e.g. a sub-run id)
+
+
+@dataclass
+class Hooks:
+    """What some tools need from the run around them."""
+
+    notes: list[str] = field(default_factory=list)
+    read_artifact: Callable[..., str] | None = None
+    run_subloop: Callable[[ToolSpec, dict[str, Any]], ToolResult] | None = None
+    time_left: Callable[[], float | None] = lambda: None
+    command_env: dict[str, str] | None = None  # what commands run with (see shell.command_env)
+
+
+class Toolbox:
+    def __init__(self, spec: Spec, renderer: Renderer, hooks: Hooks, workdir: Path):
+        self.spec = spec
+        self.renderer = renderer
+        self.hooks = hooks
+        self.workspace = Workspace(workdir)
+        self.offered: dict[str, ToolSpec] = {t.name: t for t in spec.tools}
+        self.offered.setdefault("finish", ToolSpec(name="finish"))
+        if spec.context.compaction != "none":
+            self.offered.setdefault("note", ToolSpec(name="note"))
+        if spec.context.offload_over_tokens:
+            self.offered.setdefault("read_artifact", ToolSpec(name="read_artifact"))
+        self._schemas = [self._schema(t) for t in self.offered.values()]
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return self._schemas
+
+    def _parameters(self, tool: ToolSpec) -> dict[str, Param]:
+        return BUILTINS[tool.name].parameters if tool.name in BUILTINS else tool.parameters
+
+    def _schema(self, tool: ToolSpec) -> dict[str, Any]:
+        params = self._parameters(tool)
+        properties = {n: {"type": p.type, **({"description": p.description} if p.description else {}),
+                          **({"enum": p.enum} if p.enum else {})} for n, p in params.items()}
+        required = [n for n, p in params.items() if "default" not in p.model_fields_set]
+        description = tool.description or (BUILTINS[tool.name].description if tool.name in BUILTINS
+                                           else f"Run the `{tool.name}` command." if tool.command
+                                           else f"Hand a subtask to the `{tool.name}` loop.")
+        return {"type": "function", "function": {"name": tool.name, "description": description,
+                "parameters": {"type": "object", "properties": properties, "required": required}}}
+
+    def call(self, call: ToolCall) -> ToolResult:
+        """Run one tool call; whatever goes wrong comes back as a failed result, never raised."""
+        tool = self.offered.get(call.name)
+        if tool is None:
+            result = ToolResult(False, f"`{call.name}` is not a tool you can call; your tools are: "
+                                       f"{', '.join(self.offered)}")
+        elif call.args is None:
+            result = ToolResult(False, f"the arguments of {call.name} are not a JSON object: {call.raw[:200]!r}")
+        else:
+            try:
+                result = self._dispatch(tool, _checked(call.name, self._parameters(tool), call.args))
+            except ToolFailure as exc:
+                result = ToolResult(False, f"{call.name}: {exc}")
+            except (OSError, ValueError, UnicodeError) as exc:
+                result = ToolResult(False, f"{call.name} failed: {type(exc).__name__}: {exc}")
+        result.output = mask(result.output)
+        return result
+
+    def _dispatch(self, tool: ToolSpec, args: dict[str, Any]) -> ToolResult:
+        name = tool.name
+        if name in ("read_file", "write_file", "edit_file", "list_files", "search_files"):
+            return ToolResult(True, getattr(files, name)(self.workspace, **args))
+        if name == "shell":
+            return self._shell(tool, args["command"])
+        if name == "note":
+            self.hooks.notes.append(args["text"])
+            return ToolResult(True, f"noted ({len(self.hooks.notes)} notes); it stays in your context")
+        if name == "read_artifact":
+            if self.hooks.read_artifact is None:
+                raise ToolFailure("no artifacts are stored in this run")
+            return ToolResult(True, self.hooks.read_artifact(**args))
+        if name == "finish":
+            what = "the checks run now" if self.spec.verify.checks else "the run ends"
+            return ToolResult(True, f"finish called: {what}", finish=True)
+        if tool.loop:
+            assert self.hooks.run_subloop is not None
+            return self.hooks.run_subloop(tool, args)
+        return self._command(tool, args)
+
+    def _shell(self, tool: ToolSpec, command: str) -> ToolResult:
+        index = self.spec.tools.index(tool)
+        patterns = [self.renderer.field(("tools", index, "allow", i), p) for i, p in enumerate(tool.allow or [])]
+        if not allowed(command, patterns):
+            shown = ", ".join(f"`{p}`" for p in patterns) or "none"
+            raise ToolFailure(f"`{command}` is not allowed. Allowed patterns: {shown}. A command that "
+                              "chains, pipes, substitutes, redirects or globs passes only if a pattern "
+                              "spells out that exact form")
+        return self._run(command, tool.timeout)
+
+    def _command(self, tool: ToolSpec, args: dict[str, Any]) -> ToolResult:
+        quoted = {k: "" if v is None else shlex.quote(_text(v)) for k, v in args.items()}
+        index = self.spec.tools.index(tool)
+        command = self.renderer.field(("tools", index, "command"), tool.command or "",
+                                      args=Namespace("args", quoted))
+        return self._run(command, tool.timeout)
+
+    def _run(self, command: str, timeout: float | None) -> ToolResult:
+        left = self.hooks.time_left()
+        limit = min(timeout or DEFAULT_TIMEOUT, left if left is not None else float("inf"))
+        result = run_command(command, self.workspace.root, limit, self.hooks.command_env)
+        if result.timed_out:
+            return ToolResult(False, f"{result.output}\n[killed after {limit:.0f}s: timeout]")
+        return ToolResult(result.exit_code == 0, f"{result.output}\n[exit code {result.exit_code}]".lstrip())
+
+
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "integer": (int,), "number": (int, float),
+                                        "boolean": (bool,)}
+
+
+def _checked(tool: str, params: dict[str, Param], args: dict[str, Any]) -> dict[str, Any]:
+    """Arguments checked against the tool's parameters, defaults filled in."""
+    unknown = sorted(set(args) - set(params))
+    if unknown:
+        raise ToolFailure(f"unknown argument(s) {', '.join(unknown)}; {tool} takes: {', '.join(params) or 'none'}")
+    result = {}
+    for name, param in params.items():
+        if name not in args:
+            if "default" not in param.model_fields_set:
+                raise ToolFailure(f"missing argument `{name}` ({param.type})")
+            result[name] = param.default
+            continue
+        value = args[name]
+        if value is not None and (not isinstance(value, _TYPES[param.type]) or
+                                  (param.type != "boolean" and isinstance(value, bool))):
+            raise ToolFailure(f"argument `{name}` must be a {param.type}, not {type(value).__name__}")
+        if param.enum and value not in param.enum:
+            raise ToolFailure(f"argument `{name}` must be one of {param.enum}")
+        result[name] = value
+    return result
