@@ -260,7 +260,8 @@ def test_when_overrides_the_default_and_a_round_must_hold_every_check(write, tmp
 @pytest.mark.parametrize("step,status", [(1, "max_iterations"), (0, "no_progress")])
 def test_a_rising_metric_counts_as_progress(write, tmp_path, step, status):
     script = f"n=$(cat count 2>/dev/null || echo 0); n=$((n+{step})); echo $n > count; echo \"$n passed\"; exit 1"
-    checks = f"verify:\n  - {{name: score, run: '{script}', metric: '(\\d+) passed', when: every_iteration}}\n"
+    checks = (f"verify:\n  - {{name: score, run: '{script}', metric: '(\\d+) passed', when: every_iteration,"
+              " writable: true}\n")  # the check keeps its count in the workdir
     turns = [{"tools": [{"read_file": {"path": f"f{i}"}}]} for i in range(6)]
     _, outcome = run_spec(write, tmp_path, checks, turns, "stop: {max_iterations: 6, no_progress: 3}\n")
     assert outcome.status.value == status

@@ -174,8 +174,8 @@ def test_secrets_from_the_environment_never_reach_any_written_file(write, loop_c
     secret = "s3cr3t-value-4242"
     monkeypatch.setenv("MY_API_TOKEN", secret)
     turns = "- tools:\n    - leak: {}\n- tools:\n    - write_file: {path: done.txt, content: ok}\n- say: ok\n"
-    path = spec(write, turns,
-                CHECKS + "stop: {max_iterations: 5}\n")
+    path = spec(write, turns,  # the spec passes the token to commands on purpose: it is masked wherever it goes
+                CHECKS + "stop: {max_iterations: 5}\nsandbox: {env: [MY_API_TOKEN]}\n")
     leak = "  - {name: leak, command: 'printenv MY_API_TOKEN'}\n"
     text = path.read_text().replace("  - read_file\n", "  - read_file\n" + leak)
     path.write_text(text)

@@ -89,7 +89,7 @@ HIDDEN_ESCAPES = ["a/./../../x", "a/..//../x", "./a/../../x", "a/b/../../../x", 
 @pytest.mark.parametrize("path", HIDDEN_ESCAPES)
 def test_hard_to_see_path_escapes_are_refused(path, tmp_path):
     from runner.errors import ToolFailure
-    from runner.tools.files import Workspace
+    from runner.tools.workspace import Workspace
 
     (tmp_path / "work/a/b").mkdir(parents=True)
     with pytest.raises(ToolFailure):
@@ -123,6 +123,7 @@ def test_ctrl_c_while_checks_start_leaves_no_check_running(write, tmp_path):
     the round was stopped once ran on, and the process waited for the round's threads at exit."""
     from runner.checks.verifier import Verifier
     from runner.spec.resolve import resolve
+    from runner.tools.sandbox import Commands, policy_for
 
     write("v.loop.yaml", """
         version: 1
@@ -132,7 +133,9 @@ def test_ctrl_c_while_checks_start_leaves_no_check_running(write, tmp_path):
         verify: [{name: a, run: sleep 30}, {name: b, run: sleep 30}, {name: c, run: sleep 30}]
         """)
     resolved = resolve("v.loop.yaml")
-    verifier = Verifier(resolved.spec, resolved.renderer(tmp_path), tmp_path, None)
+    policy = policy_for(resolved.spec, resolved.files, tmp_path, tmp_path / "runs")
+    verifier = Verifier(resolved.spec, resolved.renderer(tmp_path), tmp_path, None,
+                        Commands(policy, policy.environment(["r"])))
     rng = random.Random(5)
     for _ in range(40):
         sender = threading.Timer(rng.uniform(0, 0.01), signal.pthread_kill,

@@ -22,7 +22,7 @@ TURNS = [{"tools": [{"write_file": {"path": "a.txt", "content": "a"}}]}, {"tools
          {"tools": [{"write_file": {"path": "b.txt", "content": "b"}}]}, {"say": "done"}]
 
 
-def held_spec(write, turns=TURNS, stop="{max_iterations: 10}"):
+def held_spec(write, turns=TURNS, stop="{max_iterations: 10}", sandbox="{backend: auto}"):
     write("r.script.yaml", yaml.safe_dump(turns, sort_keys=False))
     return write("r.loop.yaml", f"""
         version: 1
@@ -34,6 +34,7 @@ def held_spec(write, turns=TURNS, stop="{max_iterations: 10}"):
           - {{name: a, file: {{path: a.txt}}}}
           - {{name: b, file: {{path: b.txt}}}}
         stop: {stop}
+        sandbox: {sandbox}
         """)
 
 
@@ -162,16 +163,22 @@ def commands_of(run_id):
     return found
 
 
-def test_sigkill_mid_iteration_then_resume_to_verified_with_the_orphaned_command_killed(write, tmp_path):
-    held_spec(write)
+@pytest.mark.parametrize("sandbox", ["none", "bwrap"])
+def test_sigkill_mid_iteration_then_resume_to_verified_with_the_orphaned_command_killed(write, tmp_path, sandbox):
+    """Unsandboxed, the command a SIGKILLed runner leaves going runs on until `resume` reaps it; in
+    bubblewrap's PID namespace it dies with the runner, and there is nothing left to reap."""
+    held_spec(write, sandbox=f"{{backend: {sandbox}}}")
     run = spawn(tmp_path, "run", "r.loop.yaml", "-q")
     folder = holding(tmp_path)
     run.kill()
     run.communicate(timeout=30)
     lines = (folder / "trace.jsonl").read_text().splitlines()
     assert all(json.loads(line) for line in lines)  # every line up to the kill is whole JSON
+    if sandbox == "bwrap":
+        assert wait_until(lambda: not commands_of(folder.name), 10)
     orphans = commands_of(folder.name)
-    assert orphans and all(env["LOOP_RUN_ID"] == folder.name for env in orphans.values())  # the hold runs on
+    if sandbox == "none":  # the hold runs on
+        assert orphans and all(env["LOOP_RUN_ID"] == folder.name for env in orphans.values())
     assert json.loads(spawn(tmp_path, "runs", "--json").communicate(timeout=30)[0])[0]["status"] == "crashed"
     resume = spawn(tmp_path, "resume", folder.name, "--json")
     assert wait_until(lambda: any(e["type"] == "run_resumed" for e in read_events(folder / "trace.jsonl")), 30)
@@ -181,7 +188,7 @@ def test_sigkill_mid_iteration_then_resume_to_verified_with_the_orphaned_command
     assert json.loads(out)["status"] == "verified", err
     assert iterations_of(folder) == [1, 2, 3, 4]
     resumed = events(folder, "run_resumed")[0]
-    assert resumed["after_status"] == "crashed" and resumed["reaped_process_groups"] == 1
+    assert resumed["after_status"] == "crashed" and resumed["reaped_process_groups"] == (sandbox == "none")
     assert [(e["type"], e["iteration"]) for e in resumed["abandoned_events"]] == [("model_call", 2)]
 
 
@@ -235,7 +242,8 @@ def test_the_report_is_one_page_that_loads_without_errors_in_a_real_browser(tmp_
 
 def test_secrets_are_masked_in_show_and_the_report_too(write, tmp_path, loop_cli, monkeypatch):
     monkeypatch.setenv("DEPLOY_PASSWORD", "hunter2-hunter2")
-    held_spec(write, [{"tools": [{"echo_it": {}}]}, {"say": "done"}], stop="{max_iterations: 2}")
+    held_spec(write, [{"tools": [{"echo_it": {}}]}, {"say": "done"}], stop="{max_iterations: 2}",
+              sandbox="{env: [DEPLOY_PASSWORD]}")  # passed to commands on purpose: masked wherever it goes
     path = tmp_path / "r.loop.yaml"
     echo = "{name: echo_it, command: 'echo $DEPLOY_PASSWORD'}"
     path.write_text(path.read_text().replace("tools: [write_file,", f"tools: [{echo}, write_file,"))

@@ -8,6 +8,7 @@ from helpers import alive, wait_until
 
 from runner.models.base import ToolCall
 from runner.spec.resolve import resolve
+from runner.tools.sandbox import Commands, policy_for
 from runner.tools.shell import allowed, run_command
 from runner.tools.toolbox import Hooks, Toolbox
 
@@ -42,7 +43,14 @@ def box(write, tmp_path):
     spec_file = write("tools.loop.yaml", SPEC)
     resolved = resolve(spec_file)
     workdir = tmp_path / "work"
-    return Toolbox(resolved.spec, resolved.renderer(workdir), Hooks(), workdir)
+    return toolbox(resolved, workdir, tmp_path / "runs")
+
+
+def toolbox(resolved, workdir, runs):
+    """A toolbox as a run makes it: its commands in the run's sandbox, with the run's environment."""
+    policy = policy_for(resolved.spec, resolved.files, workdir, runs)
+    hooks = Hooks(commands=Commands(policy, policy.environment(["r"])))
+    return Toolbox(resolved.spec, resolved.renderer(workdir), hooks, workdir)
 
 
 def call(box, name, **args):

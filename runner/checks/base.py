@@ -14,6 +14,7 @@ from ..models.base import Model
 from ..record.snapshot import Snapshot
 from ..spec.format import Check
 from ..spec.prompts import Renderer
+from ..tools.sandbox import Commands
 
 TAIL_LINES = 60
 
@@ -55,7 +56,7 @@ class CheckEnv:
     snapshot: Snapshot | None
     cancel: threading.Event
     model: Model | None = None  # the reviewer, for judge checks
-    command_env: dict[str, str] | None = None  # what commands run with (see shell.command_env)
+    commands: Commands | None = None  # how the run's commands run (tools/sandbox.py)
 
     def field(self, *path: Any) -> str:
         """Render one template field of this check, e.g. env.field("http", "url")."""

@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 
 from ..record.masking import mask
-from ..tools.shell import run_command
 from .base import CheckEnv, CheckResult, tail
 
 
 def run_check(env: CheckEnv) -> CheckResult:
     check = env.check
-    result = run_command(env.field("run"), env.workdir, env.timeout, env.command_env, env.cancel)
+    assert env.commands is not None
+    result = env.commands.run(env.field("run"), env.timeout, env.cancel, write_workdir=env.check.writable)
     output = mask(result.output)
     if result.timed_out:
         return CheckResult(check.name, "run", False, result.duration_s,

@@ -16,9 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import LoopError
+from ..errors import LoopError, ToolFailure
+from ..record.masking import mask
 from ..spec.format import JudgeCheck
-from ..tools.shell import run_command
+from ..tools.workspace import Workspace
 from .base import CheckEnv, CheckResult, tail
 
 MAX_EVIDENCE_CHARS = 20000
@@ -40,7 +41,7 @@ def judge_check(env: CheckEnv) -> CheckResult:
         criteria=env.field("judge", "criteria"), evidence=_evidence(env, spec, deadline))
     try:
         assert env.model is not None
-        turn = env.model.complete([{"role": "user", "content": prompt}], [], purpose="judge",
+        turn = env.model.complete([{"role": "user", "content": mask(prompt)}], [], purpose="judge",
                                   deadline=deadline)
     except LoopError as exc:
         return CheckResult(env.check.name, "judge", False, time.monotonic() - started,
@@ -77,14 +78,17 @@ def _evidence(env: CheckEnv, spec: JudgeCheck, deadline: float) -> list[dict[str
     if spec.include.diff:
         diff = env.snapshot.diff() if env.snapshot else "(no snapshot of the start)"
         items.append({"title": "Changes to the workdir since the run started", "text": diff or "(no changes)"})
+    workspace = Workspace(env.workdir)
     for rel in spec.include.files:
-        path = env.workdir / rel
-        text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else "(missing)"
+        try:
+            text = workspace.read_text(rel)
+        except ToolFailure as exc:
+            text = f"(not shown: {exc})"
         items.append({"title": f"File {rel}", "text": text[:MAX_EVIDENCE_CHARS]})
     for i in range(len(spec.include.commands)):
         command = env.field("judge", "include", "commands", i)
-        result = run_command(command, env.workdir, max(deadline - time.monotonic(), 0.0), env.command_env,
-                             env.cancel)
+        assert env.commands is not None
+        result = env.commands.run(command, max(deadline - time.monotonic(), 0.0), env.cancel, write_workdir=False)
         items.append({"title": f"Output of `{command}` (exit code {result.exit_code})",
                       "text": tail(result.output, 400, MAX_EVIDENCE_CHARS)})
     return items

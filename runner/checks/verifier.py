@@ -18,6 +18,7 @@ from ..models.make import make_model
 from ..record.snapshot import Snapshot
 from ..spec.format import Check, Spec
 from ..spec.prompts import Renderer
+from ..tools.sandbox import Commands
 from ..tools.shell import kill_all
 from .base import CheckEnv, CheckResult
 from .command import run_check
@@ -31,9 +32,9 @@ KINDS: dict[str, Callable[[CheckEnv], CheckResult]] = {
 
 class Verifier:
     def __init__(self, spec: Spec, renderer: Renderer, workdir: Path, snapshot: Snapshot | None,
-                 command_env: dict[str, str] | None = None):
+                 commands: Commands):
         self.spec = spec
-        self.command_env = command_env
+        self.commands = commands
         self.renderer = renderer
         self.workdir = workdir
         self.snapshot = snapshot
@@ -70,7 +71,7 @@ class Verifier:
         timeout = min(check.timeout, time_left) if time_left is not None else check.timeout
         env = CheckEnv(check, self.spec.verify.checks.index(check), self.renderer, self.workdir,
                        max(timeout, 0.0), iteration, self.snapshot, cancel)
-        env.model, env.command_env = self.judges.get(check.name), self.command_env
+        env.model, env.commands = self.judges.get(check.name), self.commands
         started = time.monotonic()
         try:
             return KINDS[check.kind](env)

@@ -27,6 +27,7 @@ from ..errors import RunError
 from ..models.base import Turn
 from ..models.tokens import CHARS_PER_TOKEN, Counter
 from ..record.artifacts import Artifacts
+from ..record.masking import mask
 from ..spec.format import ContextSpec
 from ..spec.prompts import Renderer
 
@@ -34,8 +35,16 @@ TRANSCRIPT_CHARS_PER_MESSAGE = 2000
 
 
 def initial_messages(renderer: Renderer) -> list[dict[str, Any]]:
-    """The system prompt and the first user message, as every run starts."""
-    return [{"role": "system", "content": renderer.system()}, {"role": "user", "content": renderer.task()}]
+    """The system prompt and the first user message, as every run starts (and `loop render` shows)."""
+    return [{"role": "system", "content": mask(renderer.system())}, {"role": "user", "content": mask(renderer.task())}]
+
+
+def _masked(message: dict[str, Any]) -> dict[str, Any]:
+    """No secret reaches the model: whatever a message carries (a rendered `{{ env.TOKEN }}`, a check's
+    output, a judge's reasons, a file's content) is masked on its way into the context."""
+    if isinstance(message.get("content"), str):
+        message = {**message, "content": mask(message["content"])}
+    return message
 
 
 @dataclass
@@ -83,7 +92,7 @@ class Context:
 
     def set_pinned(self, index: int, content: str) -> None:
         """Replace the system prompt (0) or the task (1), as a reloaded spec does."""
-        self.pinned[index] = {**self.pinned[index], "content": content}
+        self.pinned[index] = {**self.pinned[index], "content": mask(content)}
         self.pinned_tokens[index] = self.counter.message(self.pinned[index])
 
     def _add(self, message: dict[str, Any], unit: Unit | None = None, kind: str = "turn") -> Unit:
@@ -91,6 +100,7 @@ class Context:
             unit = Unit(self.next_id, [], [], kind)
             self.next_id += 1
             self.units.append(unit)
+        message = _masked(message)
         tokens = self.counter.message(message)
         unit.messages.append(message)
         unit.tokens.append(tokens)

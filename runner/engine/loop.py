@@ -27,7 +27,8 @@ from ..record.snapshot import Snapshot
 from ..record.trace import Observer, Record
 from ..spec.format import ModelSpec
 from ..spec.resolve import Resolved
-from ..tools.shell import command_env, kill_all
+from ..tools.sandbox import Commands, Policy, policy_for
+from ..tools.shell import kill_all
 from ..tools.toolbox import Hooks, Toolbox
 from .context import Context, initial_messages
 from .limits import Counters, Limits, Progress
@@ -42,12 +43,14 @@ REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its res
 class Loop:
     def __init__(self, resolved: Resolved, workdir: Path, record: Record, model: Model, *,
                  model_for: Callable[[ModelSpec], Model] | None = None, display: Observer | None = None,
-                 watcher: Any = None, state: dict[str, Any] | None = None, above: list[str] | None = None):
+                 watcher: Any = None, state: dict[str, Any] | None = None, above: list[str] | None = None,
+                 policy: Policy | None = None):
         self.workdir, self.record, self.model, self.model_for = workdir, record, model, model_for
+        # the sandbox of its commands; a refusal (no backend works) ends the setting up, and Record.new removes the run
+        self.policy: Policy = policy or policy_for(resolved.spec, resolved.files, workdir, record.folder.parent)
         self.display, self.watcher = display, watcher
         self.lineage = [*(above or []), record.run_id]  # the runs above this one (sub-loops), and this one
         self.parent = above[-1] if above else None
-        self.command_env = command_env(self.lineage)
         state = state or {}
         self.counters = Counters.restore(state["counters"]) if state else Counters()
         self.artifacts = Artifacts(record.folder / "artifacts", state.get("artifacts", 0))
@@ -67,9 +70,11 @@ class Loop:
         self.renderer = resolved.renderer(self.workdir)
         self.limits = Limits(self.spec.stop)
         self.progress.scan = self.spec.stop.no_progress is not None
-        self.verifier = Verifier(self.spec, self.renderer, self.workdir, self.snapshot, self.command_env)
+        self.policy = policy_for(self.spec, resolved.files, self.workdir, self.record.folder.parent, self.policy)
+        self.commands = Commands(self.policy, self.policy.environment(self.lineage))
+        self.verifier = Verifier(self.spec, self.renderer, self.workdir, self.snapshot, self.commands)
         hooks = Hooks(self.context.notes, self.artifacts.read, lambda tool, args: run_subloop(self, tool, args, Loop),
-                      lambda: self.limits.time_left(self.counters), self.command_env)
+                      lambda: self.limits.time_left(self.counters), self.commands)
         self.toolbox = Toolbox(self.spec, self.renderer, hooks, self.workdir)
         self.context.settings = self.spec.context
         self.context.tools_tokens = self.context.counter.tools(self.toolbox.schemas())
@@ -189,7 +194,8 @@ class Loop:
 
         return {"run_id": self.record.run_id, "spec_name": self.spec.name, "spec_sha256": self.resolved.sha256,
                 "spec_file": str(self.resolved.file), **git_info(self.resolved.file), "model": self.model.name,
-                "workdir": str(self.workdir), "parent_run": self.parent, "pid": os.getpid()}
+                "workdir": str(self.workdir), "parent_run": self.parent, "pid": os.getpid(),
+                "sandbox": self.policy.backend}
 
     def save(self) -> None:
         units_bytes = self.record.append_units(self.context.new_units())
@@ -198,7 +204,7 @@ class Loop:
             "parent_run": self.parent, "lineage": self.lineage, "counters": self.counters.state(),
             "context": self.context.state(), "progress": self.progress.state(), "artifacts": self.artifacts.count,
             "model_position": getattr(self.model, "position", None), "trace_bytes": self.record.trace_size(),
-            "units_bytes": units_bytes})
+            "units_bytes": units_bytes, "protected": [str(p) for p in self.policy.protected]})
 
     def close(self, outcome: Stop) -> None:
         (self.record.folder / "changes.diff").write_text(mask(self.snapshot.diff()), encoding="utf-8")

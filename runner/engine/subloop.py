@@ -20,12 +20,13 @@ from typing import Any, Protocol
 
 from ..checks.base import CheckResult
 from ..checks.verifier import Verifier
-from ..errors import SpecError, UsageError
+from ..errors import RunError, SpecError, UsageError
 from ..models.base import parse_arguments
 from ..models.make import make_model
 from ..record.trace import Observer, Record
 from ..spec.format import Spec, ToolSpec
 from ..spec.resolve import resolve
+from ..tools.sandbox import Policy, policy_for
 from ..tools.toolbox import ToolResult
 from .context import Context
 from .limits import Counters, Limits
@@ -46,6 +47,7 @@ class Running(Protocol):
     verifier: Verifier
     context: Context
     last_results: list[CheckResult]
+    policy: Policy
 
     def run(self) -> Stop: ...
 
@@ -58,9 +60,14 @@ def run_subloop(parent: Running, tool: ToolSpec, args: dict[str, Any], new_loop:
     stop = _capped(resolved.spec.stop.model_dump(exclude_unset=True), parent)
     resolved = dataclasses.replace(resolved, spec=resolved.spec.replace(stop=stop))
     workdir = Path(resolved.spec.workdir) if resolved.spec.workdir else parent.workdir
-    with Record.new(parent.record.folder.parent, resolved.spec.name) as record:
-        child = new_loop(resolved, workdir, record, make_model(resolved.spec.model),
-                     display=parent.display.nested() if parent.display else None, above=parent.lineage)
+    try:
+        with Record.new(parent.record.folder.parent, resolved.spec.name) as record:
+            policy = policy_for(resolved.spec, resolved.files, workdir, record.folder.parent, parent.policy)
+            child = new_loop(resolved, workdir, record, make_model(resolved.spec.model),
+                             display=parent.display.nested() if parent.display else None, above=parent.lineage,
+                             policy=policy)
+    except RunError as exc:  # e.g. no sandbox for its commands: the parent's model hears why
+        return ToolResult(False, f"the sub-loop `{tool.name}` could not start: {exc}")
     outcome = child.run()
     if outcome.status is Status.INTERRUPTED:
         raise KeyboardInterrupt  # Ctrl-C stops the parent too, not just the subtask

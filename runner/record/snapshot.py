@@ -14,6 +14,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 
 # Tool caches, VCS folders and the run record: never part of the workdir as the run sees it.
@@ -98,7 +99,10 @@ class Snapshot:
 
     @staticmethod
     def _text(path: Path) -> str | None:
-        data = path.read_bytes()
+        try:
+            data = _read_regular(path)
+        except OSError:
+            return None
         if b"\0" in data[:4096] or len(data) > MAX_COPY_FILE:
             return None
         return data.decode("utf-8", errors="replace")
@@ -106,15 +110,33 @@ class Snapshot:
 
 def _signature(path: Path) -> tuple[str | None, bytes | None]:
     """A file's sha256 (and its bytes), or for a file too large to copy, its size and mtime:
-    reading gigabytes at the start of every run would cost more than it tells."""
+    reading gigabytes at the start of every run would cost more than it tells. A symlink is its
+    target, never followed (the agent's `leak -> ~/.ssh/id_rsa` must not bring that file into a
+    diff); FIFOs, sockets and devices are no files to compare."""
     try:
-        info = path.stat()
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            return "link-" + hashlib.sha256(os.readlink(path).encode()).hexdigest(), None
+        if not stat.S_ISREG(info.st_mode):
+            return None, None
         if info.st_size > MAX_COPY_FILE:
             return f"large-{info.st_size}-{info.st_mtime_ns}", None
-        data = path.read_bytes()
+        data = _read_regular(path)
     except OSError:
         return None, None
     return hashlib.sha256(data).hexdigest(), data
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of `path` if it is a regular file, opened without following a symlink or blocking."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
 
 
 def glob_match(rel: str, pattern: str) -> bool:

@@ -142,6 +142,8 @@ class Param(Strict):
     description: str = ""
     default: Any = Field(None, description="Makes the parameter optional.")
     enum: list[Any] | None = None
+    allow_options: bool = Field(False, description="A string value may start with `-` (be read as an option "
+                                "by the command). Off by default: `--output=/elsewhere` is refused.")
 
 
 class ToolSpec(Strict):
@@ -223,6 +225,8 @@ class Check(Strict):
     judge: JudgeCheck | None = None
     timeout: Duration = 300.0
     when: Literal["finish", "every_iteration"] | None = Field(None, description="Overrides verify.on.")
+    writable: bool = Field(False, description="The check's commands may write the workdir (a build, say). "
+                           "Off by default: checks see the workdir read-only.")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Check:
@@ -272,6 +276,21 @@ class PromptSpec(Strict):
     spec_changed: Template | None = None
 
 
+class SandboxSpec(Strict):
+    """Where every command of the run (shell, custom tools, `run` checks, a judge's commands) runs."""
+
+    backend: Literal["auto", "bwrap", "landlock", "none"] = Field(
+        "auto", description="auto: bubblewrap, else Landlock, else refuse to run commands. "
+        "none: no sandbox (a warning on every run).")
+    network: Literal["none", "host"] = Field(
+        "none", description="none: a network namespace of the command's own (its own loopback only). "
+        "host: the machine's network.")
+    writable: list[str] = Field(default_factory=list, description="More paths commands may write, besides "
+                                "the workdir and a private /tmp (relative to this file).")
+    env: list[str] = Field(default_factory=list, description="Environment variables passed to commands, "
+                           "besides PATH, HOME, LANG, TERM, TMPDIR and LOOP_*. Nothing else reaches them.")
+
+
 class Spec(Strict):
     version: Literal[1] = Field(description="The format version.")
     name: str = Field(pattern=NAME_PATTERN)
@@ -290,6 +309,9 @@ class Spec(Strict):
         _list_to_checks, json_schema_input_type=list[Check] | VerifySpec)] = Field(default_factory=VerifySpec)
     stop: StopSpec = Field(default_factory=StopSpec)
     prompts: PromptSpec = Field(default_factory=PromptSpec)
+    sandbox: SandboxSpec = Field(default_factory=SandboxSpec)
+    protect: list[str] = Field(default_factory=list, description="Globs (relative to the workdir) of files "
+                               "the agent may read but never change, through tools or commands.")
     _view: dict[str, Any] | None = PrivateAttr(None)
 
     def view(self) -> dict[str, Any]:

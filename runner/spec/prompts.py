@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import Problem, field_path, problems_of
 from .format import Check, Spec
-from .templates import Namespace, Source, render, template_fields
+from .templates import Namespace, Source, quoting, render, template_fields
 
 PROMPTS = ("system", "task", "verify_failed", "summarize", "judge", "spec_changed")
 BUILTIN_DIR = Path(__file__).parent / "builtin_prompts"
@@ -48,7 +48,7 @@ class Renderer:
 
     def field(self, path: tuple[Any, ...], text: str, iteration: int = 0, **extra: Any) -> str:
         source = self.sources.get(path) or Source(field_path(path))
-        return render(text, self.context(iteration, **extra), source)
+        return render(text, self.context(iteration, **extra), source, quoting(path))
 
     def prompt(self, kind: str, iteration: int = 0, **extra: Any) -> str:
         override = getattr(self.spec.prompts, kind)

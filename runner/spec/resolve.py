@@ -186,14 +186,17 @@ def _absolutize(node: Any, base_dir: Path, files: list[Path], path: tuple[Any, .
             else:
                 _absolutize(value, base_dir, files, path + (key,))
     elif isinstance(node, LList):
-        for item in node:
-            _absolutize(item, base_dir, files, path + ("*",))
+        for i, item in enumerate(node):
+            if isinstance(item, str) and _is_path_field(path + ("*",)):
+                node[i] = str((base_dir / Path(item).expanduser()).absolute())
+            else:
+                _absolutize(item, base_dir, files, path + ("*",))
 
 
 def _is_path_field(path: tuple[Any, ...]) -> bool:
     return path in {("workdir",), ("model", "script"), ("tools", "*", "loop"),
                     ("model", "fallbacks", "*", "script"),
-                    ("verify", "checks", "*", "judge", "model", "script")}
+                    ("verify", "checks", "*", "judge", "model", "script"), ("sandbox", "writable", "*")}
 
 
 def _apply_overrides(tree: LDict, overrides: dict[str, Any], file: Path) -> None:

@@ -3,11 +3,18 @@ where an undefined name is an error, never "".
 
 Every template knows its `Source` (the field it came from and the file line of its first
 line), so an error reads `spec.loop.yaml:12:5: objective: undefined variable vars.pkg`.
+
+In fields that are commands (`run`, a custom tool's `command`, a judge's `include.commands`)
+every value a `{{ ... }}` puts in is shell-quoted, and in `allow` patterns also escaped as a
+glob: a value (a var, a tool argument, a sub-loop parameter the model chose) is always one
+literal word, never shell or pattern syntax. `shlex.quote` leaves plain words as they are.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
+import shlex
 import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -55,18 +62,38 @@ class _Undefined(jinja2.StrictUndefined):
         return f"`{name}` is not defined on {jinja2.utils.object_type_repr(obj)}"
 
 
-_ENV = SandboxedEnvironment(undefined=_Undefined, keep_trailing_newline=True, autoescape=False)
+def _quoted(value: Any) -> str:
+    return shlex.quote(str(value))
+
+
+def _literal_pattern(value: Any) -> str:
+    return re.sub(r"([*?\\\[\]])", r"\\\1", _quoted(value))
+
+
+_ENVS = {quoting: SandboxedEnvironment(undefined=_Undefined, keep_trailing_newline=True, autoescape=False,
+                                       finalize=finalize)
+         for quoting, finalize in (("text", None), ("shell", _quoted), ("pattern", _literal_pattern))}
+
+
+def quoting(path: tuple[Any, ...]) -> str:
+    """How values are put into the field at `path`: as text, or quoted for a shell command or an allow pattern."""
+    if path[:1] == ("tools",) and path[2:3] == ("allow",):
+        return "pattern"
+    if (path[:1] == ("tools",) and path[-1:] == ("command",) or path[:2] == ("verify", "checks")
+            and (path[3:] == ("run",) or path[3:6] == ("judge", "include", "commands"))):
+        return "shell"
+    return "text"
 
 
 @lru_cache(maxsize=512)
-def _compile(text: str) -> jinja2.Template:
-    return _ENV.from_string(text)
+def _compile(text: str, how: str) -> jinja2.Template:
+    return _ENVS[how].from_string(text)
 
 
-def render(text: str, context: Mapping[str, Any], source: Source) -> str:
+def render(text: str, context: Mapping[str, Any], source: Source, how: str = "text") -> str:
     """Render `text`; any failure is a TemplateError located in the source's file."""
     try:
-        return _compile(text).render(context)
+        return _compile(text, how).render(context)
     except jinja2.TemplateSyntaxError as exc:
         raise _error(source, exc.lineno or 1, f"template syntax error: {exc.message}") from None
     except jinja2.UndefinedError as exc:

@@ -1,8 +1,8 @@
-"""The file tools, confined to the workdir.
+"""The file tools: read, write, edit, list and search files of the workdir.
 
-A path is refused when it is absolute, climbs out with `..`, or resolves (through symlinks)
-to a place outside the workdir; the run's own record under `.loop/` is off limits too. Every
-refusal and failure is a `ToolFailure`, which the model reads as an error message.
+Every path goes through the `Workspace` (workspace.py): confined to the workdir, protected files
+read-only, the run record off limits, and no symlink swapped in mid-call can lead a read or a
+write outside. Every refusal and failure is a `ToolFailure`, which the model reads as an error.
 """
 
 from __future__ import annotations
@@ -15,40 +15,15 @@ from pathlib import Path
 
 from ..errors import ToolFailure
 from ..record.snapshot import SKIP_DIRS
+from .workspace import Workspace
 
 MAX_LISTED = 1000
 MAX_MATCHES = 200
 MAX_SEARCH_BYTES = 2 * 1024 * 1024
 
 
-class Workspace:
-    def __init__(self, root: Path):
-        self.root = root.resolve()
-
-    def path(self, relative: str) -> Path:
-        """The real path of `relative`, refusing anything that leads out of the workdir."""
-        if not isinstance(relative, str) or not relative.strip():
-            raise ToolFailure("a path is required")
-        if "\x00" in relative:
-            raise ToolFailure("a path cannot contain a NUL byte")
-        if os.path.isabs(relative) or relative.startswith("~"):
-            raise ToolFailure(f"`{relative}` is absolute; use a path relative to the workdir")
-        real = Path(os.path.realpath(self.root / relative))
-        if real != self.root and self.root not in real.parents:
-            raise ToolFailure(f"`{relative}` leads outside the workdir; stay inside it")
-        if real.relative_to(self.root).parts[:1] == (".loop",):
-            raise ToolFailure("`.loop/` holds the run record and is off limits")
-        return real
-
-    def show(self, path: Path) -> str:
-        return str(path.relative_to(self.root)) if path != self.root else "."
-
-
 def read_file(ws: Workspace, path: str, start_line: int | None = None, end_line: int | None = None) -> str:
-    target = ws.path(path)
-    if not target.is_file():
-        raise ToolFailure(f"`{path}` is not a file" + ("" if target.exists() else " (it does not exist)"))
-    text = target.read_text(encoding="utf-8", errors="replace")
+    text = ws.read_bytes(ws.path(path)).decode("utf-8", errors="replace")
     if start_line is None and end_line is None:
         return text if text else "(empty file)"
     lines = text.splitlines(keepends=True)
@@ -59,20 +34,23 @@ def read_file(ws: Workspace, path: str, start_line: int | None = None, end_line:
 
 def write_file(ws: Workspace, path: str, content: str) -> str:
     target = ws.path(path)
+    ws.check_writable(target)
+    data = content.encode("utf-8", errors="surrogateescape")
     if target.is_dir():
         raise ToolFailure(f"`{path}` is a directory")
-    if target.is_file() and target.read_text(encoding="utf-8", errors="replace") == content:
+    if os.path.lexists(target) and ws.read_bytes(target) == data:
         return f"{path} already has this content; nothing changed"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(content, encoding="utf-8")
-    return f"wrote {len(content.encode())} bytes to {path}"
+    ws.write_bytes(target, data)
+    return f"wrote {len(data)} bytes to {path}"
 
 
 def edit_file(ws: Workspace, path: str, old: str, new: str) -> str:
     target = ws.path(path)
-    if not target.is_file():
-        raise ToolFailure(f"`{path}` is not a file; create it with write_file")
-    text = target.read_text(encoding="utf-8", errors="replace")
+    ws.check_writable(target)
+    data = ws.read_bytes(target)
+    if b"\x00" in data[:8192]:
+        raise ToolFailure(f"`{path}` is a binary file; edit_file changes text files only")
+    text = data.decode("utf-8", errors="surrogateescape")  # bytes that are not UTF-8 come back unchanged
     count = text.count(old) if old else 0
     if count == 0:
         raise ToolFailure(f"the old text was not found in {path}; read the file and copy it exactly")
@@ -80,7 +58,7 @@ def edit_file(ws: Workspace, path: str, old: str, new: str) -> str:
         raise ToolFailure(f"the old text occurs {count} times in {path}; include more lines to make it unique")
     if old == new:
         return "old and new are the same; nothing changed"
-    target.write_text(text.replace(old, new, 1), encoding="utf-8")
+    ws.write_bytes(target, text.replace(old, new, 1).encode("utf-8", errors="surrogateescape"))
     return f"edited {path}: replaced {old.count(chr(10)) + 1} line(s)"
 
 
@@ -115,9 +93,12 @@ def search_files(ws: Workspace, pattern: str, path: str = ".", glob: str | None 
     files = [start] if start.is_file() else list(_walk(ws, start))
     matches: list[str] = []
     for file in files:
-        if glob and not fnmatch.fnmatch(ws.show(file), glob) or file.stat().st_size > MAX_SEARCH_BYTES:
+        if glob and not fnmatch.fnmatch(ws.show(file), glob) or file.lstat().st_size > MAX_SEARCH_BYTES:
             continue
-        data = file.read_bytes()
+        try:
+            data = ws.read_bytes(Path(os.path.realpath(file)))
+        except (ToolFailure, OSError):
+            continue  # not a regular file, hard-linked, or gone: nothing to search
         if b"\x00" in data[:4096]:
             continue  # binary
         for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):

@@ -1,17 +1,22 @@
 """Running shell commands: the allowlist, and subprocesses that never outlive their welcome.
 
-Allow patterns are globs over the whole command, with one rule that makes them safe: a
-wildcard never matches a shell control character (`; & | ` $ < > ( ) { } * ? [ ]`, newlines).
-So `git diff*` allows `git diff --stat` but not `git diff; rm -rf ~`: a command that chains,
-pipes, substitutes, redirects or globs passes only if a pattern spells that part out.
+Allow patterns are globs over the whole command, with two rules that make them safe: a
+wildcard never matches a shell control character (`; & | ` $ < > ( ) { } * ? [ ]`, newlines),
+and a `*` right after a letter or digit ends the word there: it matches nothing, or a space
+and what follows. So `git diff*` allows `git diff --stat` but neither `git diff; rm -rf ~`
+nor `git difftool`, and `python -m pytest*` does not allow `python -m pytest_evil`; after
+any other character (`tests/*`, `--name=*`) a `*` goes on within the word.
 
-Every command runs in its own process group under `bash -c`; when it ends or times out the
-whole group is killed, so no child it started in the background survives it.
+Every command runs in its own process group; when it ends or times out the whole group is
+killed, so no child it started in the background survives it. Children that left the group
+(setsid) are caught by the sandbox: bubblewrap's PID namespace, or under Landlock this process
+as their subreaper, which kills every orphan when the command that left it ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -42,7 +47,11 @@ def _pattern(pattern: str) -> re.Pattern[str]:
             parts.append(re.escape(pattern[i + 1]))
             i += 2
             continue
-        parts.append(safe + "*" if char == "*" else safe if char == "?" else re.escape(char))
+        if char == "*":
+            word_end = i > 0 and pattern[i - 1].isalnum() and pattern[i - 1].isascii()
+            parts.append(f"(?:[ \t]{safe}*)?" if word_end else safe + "*")
+        else:
+            parts.append(safe if char == "?" else re.escape(char))
         i += 1
     return re.compile("".join(parts), re.DOTALL)
 
@@ -59,22 +68,23 @@ class CommandResult:
     timed_out: bool = False
 
 
-def run_command(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None,
+def run_command(command: str | list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None,
                 cancel: threading.Event | None = None) -> CommandResult:
-    """Run `command` with bash in `cwd`; stdout and stderr together, cut to MAX_CAPTURE. `cancel`
-    set (a check round stopped by Ctrl-C) kills a command that kill_all() came too early for."""
+    """Run `command` (a string runs with `bash -c`) in `cwd`; stdout and stderr together, cut to
+    MAX_CAPTURE. `cancel` set (a check round stopped by Ctrl-C) kills a command that kill_all()
+    came too early for."""
+    argv = ["bash", "-c", command] if isinstance(command, str) else command
     started = time.monotonic()
     timed_out = threading.Event()
     proc: subprocess.Popen[bytes] | None = None
     timer: threading.Timer | None = None
     with tempfile.TemporaryFile() as out:
         try:
-            with _interrupts_held():
-                proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+            with _interrupts_held(), _live_lock:  # started and registered at once: a sweep never takes it for an orphan
+                proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True, env=env)
                 pid = proc.pid
-                with _live_lock:
-                    _live.add(pid)
+                _live.add(pid)
                 if cancel is not None and cancel.is_set():
                     _kill_group(pid)
                 timer = threading.Timer(max(timeout, 0.0), _kill_group, (pid, timed_out))
@@ -89,6 +99,7 @@ def run_command(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
                 proc.wait()
                 with _live_lock:
                     _live.discard(proc.pid)
+                _sweep()
         output = _read_capped(out)
     exit_code = None if timed_out.is_set() else proc.returncode
     return CommandResult(exit_code, output, time.monotonic() - started, timed_out.is_set())
@@ -122,10 +133,43 @@ def _kill_group(pgid: int, timed_out: threading.Event | None = None) -> None:
         pass
 
 
-def command_env(lineage: list[str]) -> dict[str, str]:
-    """The environment of a run's commands: the runner's, plus LOOP_RUN_ID (the run) and LOOP_RUNS
-    (the run and the runs above it, for a sub-loop). Scripts may use them; `reap` finds by them."""
-    return {**os.environ, "LOOP_RUN_ID": lineage[-1], "LOOP_RUNS": " ".join(lineage)}
+_subreaper = False
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    """Make orphaned descendants of our commands children of this process instead of init's, so
+    that `_sweep` can kill them (Landlock's backend: it has no PID namespace)."""
+    global _subreaper
+    if not _subreaper:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+        _subreaper = True
+
+
+def _children() -> set[int]:
+    found: set[int] = set()
+    for task in Path("/proc/self/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found |= {int(pid) for pid in (task / "children").read_text().split()}
+    return found
+
+
+def _sweep() -> None:
+    """As a subreaper: kill and reap every child that is none of our running commands. Only a
+    command's orphan can be one; killing it may orphan its own children, hence the rounds."""
+    if not _subreaper:
+        return
+    for _ in range(20):
+        with _live_lock:
+            orphans = _children() - _live
+            for pid in orphans:
+                with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+        if not orphans:
+            return
 
 
 def reap(run_id: str) -> int:
@@ -152,6 +196,7 @@ def kill_all() -> None:
         groups = list(_live)
     for pgid in groups:
         _kill_group(pgid)
+    _sweep()
 
 
 def _read_capped(out: IO[bytes]) -> str:

@@ -7,7 +7,6 @@ wrong arguments, or that fails in any way, returns an error message to the model
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,9 @@ from ..spec.format import BUILTIN_TOOLS, Param, Spec, ToolSpec
 from ..spec.prompts import Renderer
 from ..spec.templates import Namespace
 from . import files
-from .files import Workspace
-from .shell import allowed, run_command
+from .sandbox import Commands
+from .shell import allowed
+from .workspace import Workspace
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -81,7 +81,7 @@ class Hooks:
     read_artifact: Callable[..., str] | None = None
     run_subloop: Callable[[ToolSpec, dict[str, Any]], ToolResult] | None = None
     time_left: Callable[[], float | None] = lambda: None
-    command_env: dict[str, str] | None = None  # what commands run with (see shell.command_env)
+    commands: Commands | None = None  # how the run's commands run (sandbox.py); none when only schemas are wanted
 
 
 class Toolbox:
@@ -89,7 +89,9 @@ class Toolbox:
         self.spec = spec
         self.renderer = renderer
         self.hooks = hooks
-        self.workspace = Workspace(workdir)
+        policy = hooks.commands.policy if hooks.commands else None
+        self.workspace = Workspace(workdir, policy.protected if policy else (), tuple(spec.protect),
+                                   policy.hidden if policy else ())
         self.offered: dict[str, ToolSpec] = {t.name: t for t in spec.tools}
         self.offered.setdefault("finish", ToolSpec(name="finish"))
         if spec.context.compaction != "none":
@@ -165,16 +167,22 @@ class Toolbox:
         return self._run(command, tool.timeout)
 
     def _command(self, tool: ToolSpec, args: dict[str, Any]) -> ToolResult:
-        quoted = {k: "" if v is None else shlex.quote(_text(v)) for k, v in args.items()}
+        for name, value in args.items():
+            if isinstance(value, str) and value.startswith("-") and not tool.parameters[name].allow_options:
+                raise ToolFailure(f"argument `{name}` starts with `-`, so the command would read it as an option; "
+                                  "this parameter takes no options")
+        values = {k: "" if v is None else _text(v) for k, v in args.items()}  # the template quotes each one
         index = self.spec.tools.index(tool)
         command = self.renderer.field(("tools", index, "command"), tool.command or "",
-                                      args=Namespace("args", quoted))
+                                      args=Namespace("args", values))
         return self._run(command, tool.timeout)
 
     def _run(self, command: str, timeout: float | None) -> ToolResult:
         left = self.hooks.time_left()
         limit = min(timeout or DEFAULT_TIMEOUT, left if left is not None else float("inf"))
-        result = run_command(command, self.workspace.root, limit, self.hooks.command_env)
+        if self.hooks.commands is None:
+            raise ToolFailure("commands cannot run here (no sandbox was set up)")
+        result = self.hooks.commands.run(command, limit)
         if result.timed_out:
             return ToolResult(False, f"{result.output}\n[killed after {limit:.0f}s: timeout]")
         return ToolResult(result.exit_code == 0, f"{result.output}\n[exit code {result.exit_code}]".lstrip())
@@ -201,6 +209,8 @@ def _checked(tool: str, params: dict[str, Param], args: dict[str, Any]) -> dict[
             result[name] = param.default
             continue
         value = args[name]
+        if value is None and "default" not in param.model_fields_set:
+            raise ToolFailure(f"argument `{name}` is null; it needs a {param.type}")
         if value is not None and (not isinstance(value, _TYPES[param.type]) or
                                   (param.type != "boolean" and isinstance(value, bool))):
             raise ToolFailure(f"argument `{name}` must be a {param.type}, not {type(value).__name__}")

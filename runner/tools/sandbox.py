@@ -1,0 +1,183 @@
+"""The OS sandbox around every command a run starts: shell calls, custom tools, `run` checks and a
+judge's commands. A spec's `sandbox:` section is its policy; the strict settings are the defaults.
+
+    bwrap     bubblewrap. The root filesystem read-only; the workdir writable (read-only for checks
+              unless a check says `writable: true`); a private /tmp and HOME; protected files (the
+              spec and every file it was read from, `.git/`, `protect:` globs) read-only even in
+              the workdir; the run record hidden; new PID, IPC and UTS namespaces, so every
+              descendant of a command, setsid or not, dies with it; `--die-with-parent`; with
+              `network: none` a network namespace of its own (its own loopback only).
+    landlock  Linux's Landlock (kernel 5.13+, nothing to install). Writes only beneath the workdir
+              (not for checks), a private temp folder and `sandbox.writable`; protected files
+              unwritable; TCP refused with `network: none` (ABI 4+); no signals to processes
+              outside (ABI 6+). The runner becomes a child subreaper, so a command's orphans
+              come back to it and are killed when the command ends (see shell.py).
+    none      no confinement, and a warning on every run.
+
+`auto` takes bubblewrap, else Landlock. Where neither works, a spec that runs commands is refused
+with a message saying how to install bubblewrap or to opt out; there is no silent fallback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import RunError
+from ..record.snapshot import glob_match, walk
+from ..spec.format import Spec
+from . import landlock
+from .shell import CommandResult, become_subreaper, run_command
+
+PASSED = ("PATH", "LANG", "TERM")  # besides HOME, TMPDIR, LOOP_* and what the spec lists
+SHIM = Path(landlock.__file__)
+INSTALL = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap), "
+           "or opt out in the spec with `sandbox: {backend: none}`")
+
+
+@lru_cache(maxsize=1)
+def bwrap_problem() -> str | None:
+    """Why bubblewrap cannot run here (not installed, no namespaces), or None when it can."""
+    if shutil.which("bwrap") is None:
+        return "bwrap is not installed"
+    probe = ["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--unshare-net", "--die-with-parent", "true"]
+    try:
+        done = subprocess.run(probe, check=False, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap did not start: {exc}"
+    return None if done.returncode == 0 else f"bwrap cannot create namespaces here: {done.stderr.strip()[:200]}"
+
+
+def choose(requested: str) -> str:
+    """The backend to use for `requested` (auto, bwrap, landlock, none), or a RunError saying why none works."""
+    if requested == "none":
+        return "none"
+    problem = bwrap_problem()
+    if requested in ("auto", "bwrap") and problem is None:
+        return "bwrap"
+    if requested in ("auto", "landlock") and landlock.abi() >= 1:
+        return "landlock"
+    if requested == "landlock":
+        raise RunError("sandbox.backend is landlock, but this kernel has no Landlock (Linux 5.13+ with "
+                       "landlock in its LSM list); use `backend: auto` with bubblewrap installed")
+    raise RunError(f"the spec runs commands, and no sandbox works here ({problem}; "
+                   f"{'no Landlock either' if requested == 'auto' else 'backend: bwrap was asked for'}): {INSTALL}")
+
+
+def runs_commands(spec: Spec) -> bool:
+    return (any(t.name == "shell" or t.command for t in spec.tools)
+            or any(c.run is not None or (c.judge is not None and c.judge.include.commands)
+                   for c in spec.verify.checks))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Where and how one run's commands run. `protected` stay read-only wherever they are; `hidden`
+    (the run record) cannot even be read. `private` holds HOME and TMPDIR where /tmp is shared."""
+
+    backend: str
+    workdir: Path
+    network: str = "none"
+    writable: tuple[Path, ...] = ()
+    protected: tuple[Path, ...] = ()
+    hidden: tuple[Path, ...] = ()
+    env_names: tuple[str, ...] = ()
+    private: Path | None = None
+
+    def argv(self, command: str, write_workdir: bool = True) -> list[str]:
+        if self.backend == "bwrap":
+            return self._bwrap(write_workdir) + ["bash", "-c", command]
+        if self.backend == "landlock":
+            return self._landlock(write_workdir) + ["bash", "-c", command]
+        return ["bash", "-c", command]
+
+    def _bwrap(self, write_workdir: bool) -> list[str]:
+        args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+                "--dir", "/tmp/home"]
+        for folder in _needed_under_tmp(self.workdir):  # a venv in /tmp must not vanish with it
+            args += ["--ro-bind", str(folder), str(folder)]
+        args += ["--bind" if write_workdir else "--ro-bind", str(self.workdir), str(self.workdir)]
+        for path in self.writable:
+            args += ["--bind", str(path), str(path)] if path.exists() else []
+        for path in self.protected:
+            args += ["--ro-bind", str(path), str(path)] if os.path.lexists(path) else []
+        for path in self.hidden:
+            args += ["--tmpfs", str(path), "--remount-ro", str(path)] if path.is_dir() else []
+        args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session",
+                 "--chdir", str(self.workdir)]
+        return args + (["--unshare-net"] if self.network == "none" else []) + ["--"]
+
+    def _landlock(self, write_workdir: bool) -> list[str]:
+        places = ([self.workdir] if write_workdir else []) + [p for p in (self.private,) if p] + list(self.writable)
+        args = [sys.executable, "-I", "-S", str(SHIM)]
+        for path in places:
+            args += ["--write", str(path)]
+        for path in (*self.protected, *self.hidden):
+            args += ["--protect", str(path)]
+        return args + (["--no-net"] if self.network == "none" else []) + ["--"]
+
+    def environment(self, lineage: list[str]) -> dict[str, str]:
+        """Everything a command sees of the environment: nothing else, and never a provider key
+        unless the spec names it in `sandbox.env`."""
+        names = (*PASSED, *self.env_names)
+        env = {name: os.environ[name] for name in names if name in os.environ}
+        env.setdefault("PATH", os.defpath)
+        home, tmp = ("/tmp/home", "/tmp") if self.backend == "bwrap" else (
+            str(self.private / "home"), str(self.private / "tmp")) if self.private else (
+            os.environ.get("HOME", "/"), tempfile.gettempdir())
+        return {**env, "HOME": home, "TMPDIR": tmp, "LOOP_RUN_ID": lineage[-1], "LOOP_RUNS": " ".join(lineage)}
+
+
+def _needed_under_tmp(workdir: Path) -> list[Path]:
+    """Folders under /tmp that commands need though /tmp is private: those on PATH, and Python's."""
+    wanted = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    wanted += [Path(sys.prefix), Path(sys.base_prefix)]
+    tmp = Path("/tmp")
+    return sorted({p for p in wanted if tmp in p.parents and p.is_dir() and p != workdir
+                   and workdir not in p.parents})
+
+
+def policy_for(spec: Spec, files: list[Path], workdir: Path, runs: Path, previous: Policy | None = None) -> Policy:
+    """The run's policy. `files` (the spec and every file it was read from) stay out of the agent's
+    reach, and so does whatever `previous` (the policy before a reload, or a parent run's) protected."""
+    backend = choose(spec.sandbox.backend) if runs_commands(spec) else "none"
+    workdir = workdir.resolve()
+    protected = {f.resolve() for f in files} | set(protected_paths(workdir, spec.protect))
+    protected |= set(previous.protected) if previous else set()
+    if (workdir / ".git").exists():
+        protected.add(workdir / ".git")
+    private = previous.private if previous and previous.private else None
+    if private is None and backend != "bwrap":
+        private = Path(tempfile.mkdtemp(prefix="loop-cmd-"))
+        (private / "home").mkdir()
+        (private / "tmp").mkdir()
+    if backend == "landlock":
+        become_subreaper()
+    return Policy(backend, workdir, spec.sandbox.network, tuple(Path(p).resolve() for p in spec.sandbox.writable),
+                  tuple(sorted(protected)), (runs.resolve(),), tuple(spec.sandbox.env), private)
+
+
+def protected_paths(workdir: Path, patterns: list[str]) -> list[Path]:
+    """What `protect:` globs match now: files, and for `dir/**` the folder itself (so nothing is added to it)."""
+    folders = [workdir / p[:-3] for p in patterns if p.endswith("/**") and (workdir / p[:-3]).is_dir()]
+    files = [workdir / rel for rel in walk(workdir) if any(glob_match(rel, p) for p in patterns)]
+    return folders + [f for f in files if not any(folder in f.parents for folder in folders)]
+
+
+@dataclass
+class Commands:
+    """How one run's commands run: wrapped by its policy, with its environment."""
+
+    policy: Policy
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(self, command: str, timeout: float, cancel: threading.Event | None = None,
+            write_workdir: bool = True) -> CommandResult:
+        return run_command(self.policy.argv(command, write_workdir), self.policy.workdir, timeout, self.env, cancel)

@@ -1,0 +1,127 @@
+"""The workdir as the agent's file tools see it: confined, with protected files, and not racy.
+
+A path is refused when it is absolute, climbs out with `..`, or resolves (through symlinks) to
+a place outside the workdir; the run record (`.loop/`, or the runs directory wherever it lies in
+the workdir) cannot even be read. Protected paths (the spec and every file it was read from,
+`.git/`, the spec's `protect:` globs) can be read but never written.
+
+Checking a path and then opening it would leave a gap in which the agent's background process
+swaps a folder for a symlink. So every open walks the path one component at a time from the
+workdir's own descriptor with O_NOFOLLOW: a component that became a symlink fails the call. Only
+regular files with a single hard link are read or written (a hard link to a file outside would
+otherwise carry writes out), and nothing is truncated before those checks.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from ..errors import ToolFailure
+from ..record.snapshot import glob_match
+
+MAX_FILE_BYTES = 32 * 1024 * 1024
+
+
+class Workspace:
+    def __init__(self, root: Path, protected: tuple[Path, ...] = (), protect: tuple[str, ...] = (),
+                 hidden: tuple[Path, ...] = ()):
+        self.root = root.resolve()
+        self.protected, self.protect = protected, protect
+        self.hidden = (self.root / ".loop", *(h for h in hidden if self.root in h.parents))
+
+    def path(self, relative: str) -> Path:
+        """The real path of `relative`, refusing anything that leads out of the workdir."""
+        if not isinstance(relative, str) or not relative.strip():
+            raise ToolFailure("a path is required")
+        if "\x00" in relative:
+            raise ToolFailure("a path cannot contain a NUL byte")
+        if os.path.isabs(relative) or relative.startswith("~"):
+            raise ToolFailure(f"`{relative}` is absolute; use a path relative to the workdir")
+        real = Path(os.path.realpath(self.root / relative))
+        if real != self.root and self.root not in real.parents:
+            raise ToolFailure(f"`{relative}` leads outside the workdir; stay inside it")
+        if any(real == h or h in real.parents for h in self.hidden):
+            raise ToolFailure(f"`{relative}` is in the run record, which is off limits")
+        return real
+
+    def show(self, path: Path) -> str:
+        return str(path.relative_to(self.root)) if path != self.root else "."
+
+    def check_writable(self, real: Path) -> None:
+        rel = self.show(real)
+        if any(real == p or p in real.parents for p in self.protected) or any(
+                glob_match(rel, g) for g in self.protect):
+            raise ToolFailure(f"`{rel}` is protected (the spec, its files, .git/ or a `protect:` glob): "
+                              "you may read it but not change it")
+
+    def read_bytes(self, real: Path) -> bytes:
+        fd = self._open(real, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            size = _regular(fd, real, self)
+            if size > MAX_FILE_BYTES:
+                raise ToolFailure(f"`{self.show(real)}` has {size} bytes, more than the {MAX_FILE_BYTES} "
+                                  "the file tools read; use a command to look at parts of it")
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                return handle.read()
+        finally:
+            os.close(fd)
+
+    def read_text(self, relative: str) -> str:
+        return self.read_bytes(self.path(relative)).decode("utf-8", errors="replace")
+
+    def write_bytes(self, real: Path, data: bytes) -> None:
+        self.check_writable(real)
+        fd = self._open(real, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, make_parents=True)
+        try:
+            _regular(fd, real, self)
+            os.ftruncate(fd, 0)
+            with os.fdopen(fd, "wb", closefd=False) as handle:
+                handle.write(data)
+        finally:
+            os.close(fd)
+
+    def _open(self, real: Path, flags: int, make_parents: bool = False) -> int:
+        """Open `real` walking from the workdir, never through a symlink (see the module's docstring)."""
+        parts = real.relative_to(self.root).parts
+        if not parts:
+            raise ToolFailure("that is the workdir itself, not a file")
+        folder = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in parts[:-1]:
+                if make_parents and not _exists(part, folder):
+                    os.mkdir(part, dir_fd=folder)
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+                os.close(folder)
+                folder = inner
+            return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=folder)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise ToolFailure(f"`{self.show(real)}` changed under the call (a symlink appeared on its way); "
+                                  "try again") from None
+            if exc.errno == errno.ENOENT:
+                raise ToolFailure(f"`{self.show(real)}` does not exist") from None
+            raise
+        finally:
+            os.close(folder)
+
+
+def _exists(name: str, folder: int) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _regular(fd: int, real: Path, ws: Workspace) -> int:
+    """The size of the open file, if it is a regular file with one hard link; else a refusal."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise ToolFailure(f"`{ws.show(real)}` is not a regular file (a folder, FIFO, socket or device)")
+    if info.st_nlink > 1:
+        raise ToolFailure(f"`{ws.show(real)}` has {info.st_nlink} hard links; the file tools only touch files "
+                          "with one (a hard link could lead outside the workdir)")
+    return info.st_size
