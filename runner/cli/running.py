@@ -14,11 +14,18 @@ from ..engine.status import Stop, exit_code
 from ..errors import UsageError
 from ..record.masking import mask
 from ..record.trace import read_events, runs_dir
+from ..tools.sandbox import runs_commands
 from .app import VAR_OPTION, cli, reports_errors, var_options
 from .display import Display, format_event
 
 RUNS_DIR_OPTION = click.option("--runs-dir", "runs_option", type=click.Path(file_okay=False),
                                help="Where runs are recorded (default: WORKDIR/.loop/runs, or $LOOP_RUNS_DIR).")
+
+
+def _warn_if_unconfined(loop: Any) -> None:
+    if loop.policy.backend == "none" and runs_commands(loop.spec):
+        click.echo("warning: sandbox.backend is none: this run's commands are not confined "
+                   "(README: Security)", err=True)
 
 
 def _finish(loop: Any, outcome: Stop, as_json: bool) -> int:
@@ -76,6 +83,7 @@ def run(file: str, vars_: tuple[str, ...], model: str | None, max_iterations: in
     loop = start(resolved, folder, runs_dir(runs_option, folder), display=display,
                  replay=Path(replay) if replay else None, record_to=Path(record_to) if record_to else None,
                  watcher=watcher)
+    _warn_if_unconfined(loop)
     try:
         outcome = loop.run()
     finally:
@@ -112,6 +120,7 @@ def resume(run_id: str, as_json: bool, quiet: bool, runs_option: str | None, **l
     if limits.get("timeout") is not None:
         limits["timeout"] = parse_duration(limits["timeout"])
     loop, opening = resume_run(folder, display=None if quiet else Display(), **limits)
+    _warn_if_unconfined(loop)
     outcome = loop.run(opening)
     return _finish(loop, outcome, as_json)
 
