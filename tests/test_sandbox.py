@@ -77,7 +77,9 @@ def test_git_diff_options_and_git_config_cannot_reach_outside(tmp_path, backend)
 def test_pytest_options_and_look_alike_modules_cannot_reach_outside(tmp_path, backend):
     outside = tmp_path / "outside"
     evil = f"import pathlib; pathlib.Path('{outside}/evil').write_text('x')\n"
-    turns = [{"tools": [{"write_file": {"path": "pytest_evil.py", "content": evil}}]},
+    uses_tmp_path = "def test_t(tmp_path):\n    pass\n"  # pytest only clears --basetemp for a test that asks
+    turns = [{"tools": [{"write_file": {"path": "pytest_evil.py", "content": evil}},
+                        {"write_file": {"path": "test_t.py", "content": uses_tmp_path}}]},
              shell("python -m pytest_evil"),
              shell(f"python -m pytest --basetemp={outside} -q -p no:cacheprovider"),
              {"tools": [{"run_tests": {"path": f"--basetemp={outside}"}}]}]
@@ -85,8 +87,8 @@ def test_pytest_options_and_look_alike_modules_cannot_reach_outside(tmp_path, ba
         "write_file", {"name": "shell", "allow": ["python -m pytest*"]},
         {"name": "run_tests", "command": "python -m pytest -q {{ args.path }}", "parameters": {"path": {}}}])
     results = tool_outputs(loop)
-    assert not results[1][0] and "is not allowed" in results[1][1]  # pytest* is not pytest_evil
-    assert not results[3][0] and "starts with `-`" in results[3][1]  # the parameter takes no options
+    assert not results[2][0] and "is not allowed" in results[2][1]  # pytest* is not pytest_evil
+    assert not results[4][0] and "starts with `-`" in results[4][1]  # the parameter takes no options
     assert outside_untouched(tmp_path)  # --basetemp would have emptied it
 
 
@@ -193,7 +195,8 @@ def marked_processes(marker: str) -> list[psutil.Process]:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_setsid_child_with_a_scrubbed_environment_dies_with_its_command(tmp_path, backend):
     marker = "31.4159"  # a sleep no other process has
-    escape = f"env -u LOOP_RUN_ID -u LOOP_RUNS setsid sleep {marker} > /dev/null 2>&1 < /dev/null &"
+    # the pause lets the child reach setsid() before its command ends (else the group kill takes it first)
+    escape = f"env -u LOOP_RUN_ID -u LOOP_RUNS setsid sleep {marker} > /dev/null 2>&1 < /dev/null & sleep 0.5;"
     verify = [{"name": "escapes-too", "run": escape.replace(marker, marker + "1") + " true"}]
     loop, _ = attack(tmp_path, [shell(escape + " echo started"), {"say": "done"}], backend,
                      tools=[{"name": "shell", "allow": [escape + " echo started"]}], verify=verify)
