@@ -8,6 +8,7 @@ from common import emit, median, workspace
 
 from runner.checks.verifier import Verifier
 from runner.spec.resolve import resolve
+from runner.tools.sandbox import Commands, policy_for
 
 CHECKS = 8
 
@@ -17,7 +18,8 @@ def main() -> None:
     checks = "".join(f"  - {{name: c{i}, run: 'sleep 1'}}\n" for i in range(CHECKS))
     (root / "c.loop.yaml").write_text(f"version: 1\nname: c\nmodel: m\nobjective: o\nverify:\n{checks}")
     resolved = resolve(root / "c.loop.yaml")
-    verifier = Verifier(resolved.spec, resolved.renderer(root), root, None)
+    policy = policy_for(resolved.spec, resolved.files, root, root / "runs")
+    verifier = Verifier(resolved.spec, resolved.renderer(root), root, None, Commands(policy, policy.environment(["b"])))
     times = []
     for _ in range(3):
         began = time.perf_counter()

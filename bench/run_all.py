@@ -28,6 +28,11 @@ ROWS = [
     ("overhead.py", "peak memory of a 1,000-iteration run", "peak_rss_mb", "MB"),
     ("reload_latency.py", "hot reload, save to spec_reloaded (median of 20)", "reload_ms_median", "ms"),
     ("checks_parallel.py", "round of 8 checks of 1 s each (median of 3)", "round_of_8_one_second_checks_s_median", "s"),
+    ("sandbox_cost.py", "a `true` command, unconfined (median of 100)", "plain_ms_median", "ms"),
+    ("sandbox_cost.py", "a `true` command in bubblewrap (median of 100)", "bwrap_ms_median", "ms"),
+    ("sandbox_cost.py", "a `true` command under Landlock (median of 100)", "landlock_ms_median", "ms"),
+    ("sandbox_cost.py", "quickstart run, whole process, no sandbox (median of 5)", "quickstart_none_s_median", "s"),
+    ("sandbox_cost.py", "quickstart run, whole process, bubblewrap (median of 5)", "quickstart_bwrap_s_median", "s"),
     ("peer.py", "mini-swe-agent overhead per step, median of 1,000", "mini_swe_agent_overhead_ms_median", "ms"),
     ("peer.py", "loop overhead per step, median of 1,000 (same run)", "loop_overhead_ms_median", "ms"),
     ("peer.py", "ratio mini-swe-agent / loop", "ratio_peer_to_loop_median", "x"),
@@ -48,7 +53,7 @@ def main() -> None:
     print(f"|{'-' * 66}|{'-' * 16}|")
     for script, label, key, unit in ROWS:
         value = results.get(script, {}).get(key)
-        number = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
+        number = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}" if value is not None else ""
         shown = "-" if value is None else f"{number} {unit}".strip()
         print(f"| {label:<64} | {shown:>14} |")
 

@@ -217,7 +217,7 @@ def test_no_provider_key_reaches_a_command_in_any_encoding(tmp_path, monkeypatch
     names = {line.split("=", 1)[0] for line in printed.splitlines()}
     assert secret not in printed and "OPENAI_API_KEY" not in names
     assert names <= {"PATH", "HOME", "LANG", "TERM", "TMPDIR", "LOOP_RUN_ID", "LOOP_RUNS", "SHARED_SETTING",
-                     "PWD", "SHLVL", "_", "OLDPWD"}  # the last four bash sets itself
+                     "PYTHONDONTWRITEBYTECODE", "PWD", "SHLVL", "_", "OLDPWD"}  # the last four bash sets itself
     assert "SHARED_SETTING=visible" in printed
 
 

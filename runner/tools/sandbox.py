@@ -127,7 +127,9 @@ class Policy:
         """Everything a command sees of the environment: nothing else, and never a provider key
         unless the spec names it in `sandbox.env`."""
         names = (*PASSED, *self.env_names)
-        env = {name: os.environ[name] for name in names if name in os.environ}
+        # No bytecode caches: an edit in the same second as a compile, at the same size, would go
+        # unseen by Python's mtime check (the scripted quickstart hits it), and none litter the diff.
+        env = {"PYTHONDONTWRITEBYTECODE": "1", **{name: os.environ[name] for name in names if name in os.environ}}
         env.setdefault("PATH", os.defpath)
         home, tmp = ("/tmp/home", "/tmp") if self.backend == "bwrap" else (
             str(self.private / "home"), str(self.private / "tmp")) if self.private else (
