@@ -57,6 +57,7 @@ class CheckEnv:
     cancel: threading.Event
     model: Model | None = None  # the reviewer, for judge checks
     commands: Commands | None = None  # how the run's commands run (tools/sandbox.py)
+    baseline: float | None = None  # a `baseline` check's score at the start (None while measuring it)
 
     def field(self, *path: Any) -> str:
         """Render one template field of this check, e.g. env.field("http", "url")."""

@@ -15,8 +15,10 @@ import time
 
 import yaml
 
+from ..errors import ToolFailure
 from ..record.snapshot import glob_match, walk
 from ..spec.format import FileCheck
+from ..tools.workspace import Workspace
 from .base import CheckEnv, CheckResult, mismatch, tail
 
 
@@ -38,6 +40,10 @@ def file_check(env: CheckEnv) -> CheckResult:
 def _unchanged(env: CheckEnv, pattern: str) -> tuple[list[str], str]:
     if env.snapshot is None:
         return ["no snapshot of the workdir was taken at the start of the run"], ""
+    allow_empty = env.check.file is not None and env.check.file.allow_empty
+    if not allow_empty and not any(glob_match(rel, pattern) for rel in env.snapshot.hashes):
+        return [(f"`{pattern}` matched no file when the run started, so it guards nothing: fix the path "
+                 "(a folder is `dir/**`, a file its own name), or set allow_empty: true")], ""
     changed = env.snapshot.changed(pattern)
     problems = [f"{rel} was changed by the run; it must stay as it was" for rel in changed]
     return problems, env.snapshot.diff(pattern) if changed else ""
@@ -48,10 +54,15 @@ def _rules(env: CheckEnv, spec: FileCheck, pattern: str) -> list[str]:
     if not spec.exists:
         return [f"{rel} exists but must not" for rel in found]
     if not found:
-        return [f"no file matches `{pattern}`"]
-    problems = []
+        return [] if spec.allow_empty else [f"no file matches `{pattern}`"]
+    problems, workspace = [], Workspace(env.workdir)
     for rel in found:
-        problems += [f"{rel}: {p}" for p in _file_problems(spec, (env.workdir / rel).read_bytes())]
+        try:
+            data = workspace.read_bytes(workspace.path(rel))
+        except ToolFailure as exc:  # a symlink leading out, a FIFO: never followed, never read
+            problems.append(f"{rel}: {exc}")
+            continue
+        problems += [f"{rel}: {p}" for p in _file_problems(spec, data)]
     return problems
 
 

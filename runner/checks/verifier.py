@@ -23,17 +23,21 @@ from ..tools.shell import kill_all
 from .base import CheckEnv, CheckResult
 from .command import run_check
 from .file import file_check
+from .guard import restore_guarded
 from .http import http_check
 from .judge import judge_check
+from .scope import scope_check
 
 KINDS: dict[str, Callable[[CheckEnv], CheckResult]] = {
-    "run": run_check, "http": http_check, "file": file_check, "judge": judge_check}
+    "run": run_check, "http": http_check, "file": file_check, "judge": judge_check, "scope": scope_check}
 
 
 class Verifier:
     def __init__(self, spec: Spec, renderer: Renderer, workdir: Path, snapshot: Snapshot | None,
-                 commands: Commands):
+                 commands: Commands, baselines: dict[str, float | None] | None = None, quarantine: Path | None = None):
         self.spec = spec
+        self.baselines = {} if baselines is None else baselines  # each `baseline` check's score at the start
+        self.quarantine = quarantine or workdir / ".loop" / "quarantine"  # where restored guarded files go
         self.commands = commands
         self.renderer = renderer
         self.workdir = workdir
@@ -45,6 +49,11 @@ class Verifier:
         return [c for c in self.spec.verify.checks if final or self.spec.check_when(c) == "every_iteration"]
 
     def run(self, checks: list[Check], iteration: int, time_left: float | None) -> list[CheckResult]:
+        """One round: guarded files restored first, then `checks` in parallel; the guard's failure, if any, leads."""
+        guard = restore_guarded(self.snapshot, list(self.commands.policy.protect), self.quarantine)
+        return ([guard] if guard else []) + self._round(checks, iteration, time_left)
+
+    def _round(self, checks: list[Check], iteration: int, time_left: float | None) -> list[CheckResult]:
         for check in checks:
             if check.judge is not None and check.name not in self.judges:
                 self.judges[check.name] = make_model(check.judge.model)
@@ -72,6 +81,7 @@ class Verifier:
         env = CheckEnv(check, self.spec.verify.checks.index(check), self.renderer, self.workdir,
                        max(timeout, 0.0), iteration, self.snapshot, cancel)
         env.model, env.commands = self.judges.get(check.name), self.commands
+        env.baseline = self.baselines.get(check.name)
         started = time.monotonic()
         try:
             return KINDS[check.kind](env)

@@ -58,6 +58,7 @@ class Loop:
         self.snapshot = Snapshot.load(workdir, folder) if state else Snapshot.take(workdir, folder)
         self.progress = Progress(workdir, resolved.spec.stop.no_progress is not None, **state.get("progress", {}))
         self.last_results: list[CheckResult] = []
+        self.baselines: dict[str, float | None] = dict(state.get("baselines", {}))
         counter, settings = Counter(resolved.spec.model.name), resolved.spec.context
         self.context = (Context.restore(state["context"], record.read_units(state["units_bytes"]), settings,
                                         counter, self.artifacts) if state else
@@ -70,9 +71,12 @@ class Loop:
         self.renderer = resolved.renderer(self.workdir)
         self.limits = Limits(self.spec.stop)
         self.progress.scan = self.spec.stop.no_progress is not None
-        self.policy = policy_for(self.spec, resolved.files, self.workdir, self.record.folder.parent, self.policy)
+        protect = [self.renderer.field(("protect", i), glob) for i, glob in enumerate(self.spec.protect)]
+        self.policy = policy_for(self.spec, resolved.files, self.workdir, self.record.folder.parent, self.policy,
+                                 protect)
         self.commands = Commands(self.policy, self.policy.environment(self.lineage))
-        self.verifier = Verifier(self.spec, self.renderer, self.workdir, self.snapshot, self.commands)
+        self.verifier = Verifier(self.spec, self.renderer, self.workdir, self.snapshot, self.commands,
+                                 self.baselines, self.record.folder / "quarantine")
         hooks = Hooks(self.context.notes, self.artifacts.read, lambda tool, args: run_subloop(self, tool, args, Loop),
                       lambda: self.limits.time_left(self.counters), self.commands)
         self.toolbox = Toolbox(self.spec, self.renderer, hooks, self.workdir)
@@ -92,6 +96,7 @@ class Loop:
         self.record.write_spec(self.spec.document())
         self.save()
         try:
+            self.measure_baselines()
             while True:
                 self.step()
         except Stop as stop:
@@ -115,6 +120,14 @@ class Loop:
         results = self.verify(final=finished)
         self.progress.iteration_done(turn.tool_calls, results)
         self.save()
+
+    def measure_baselines(self) -> None:
+        """Score each `baseline` check once, before the agent's first move; later rounds compare with it."""
+        due = {c.name: c for c in self.spec.verify.checks if c.baseline and c.name not in self.baselines}
+        if due:
+            results = self.verifier.run(list(due.values()), 0, self.limits.time_left(self.counters))
+            self.baselines.update({r.name: r.metric for r in results if r.name in due})
+            self.emit("baseline", results=[r.record() for r in results])
 
     def query(self) -> Turn:
         try:
@@ -204,7 +217,8 @@ class Loop:
             "parent_run": self.parent, "lineage": self.lineage, "counters": self.counters.state(),
             "context": self.context.state(), "progress": self.progress.state(), "artifacts": self.artifacts.count,
             "model_position": getattr(self.model, "position", None), "trace_bytes": self.record.trace_size(),
-            "units_bytes": units_bytes, "protected": [str(p) for p in self.policy.protected]})
+            "units_bytes": units_bytes, "protected": [str(p) for p in self.policy.protected],
+            "baselines": self.baselines})
 
     def close(self, outcome: Stop) -> None:
         (self.record.folder / "changes.diff").write_text(mask(self.snapshot.diff()), encoding="utf-8")

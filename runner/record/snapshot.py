@@ -14,6 +14,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -79,6 +80,22 @@ class Snapshot:
         now = set(walk(self.root))
         names = sorted(now | set(self.hashes))
         return [rel for rel in names if glob_match(rel, pattern) and self.hashes.get(rel) != self.current(rel)]
+
+    def restore(self, rel: str, quarantine: Path) -> str:
+        """Put `rel` back as it was at the start; what the run left there moves to `quarantine`."""
+        signature, path = self.hashes.get(rel), self.root / rel
+        blob = self.folder / "blobs" / signature if signature else None
+        if blob is not None and not blob.exists():
+            return "could not be restored (too large or binary to keep a copy of); put it back yourself"
+        if os.path.lexists(path):
+            kept = quarantine / rel
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(path, kept)
+        if blob is None:
+            return "did not exist at the start: removed"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(blob, path)
+        return "restored as it was at the start"
 
     def diff(self, pattern: str = "*") -> str:
         """A unified diff of the changes, cut to a readable length."""

@@ -27,7 +27,7 @@ from .located import LDict, LList, wrap
 
 BUILTIN_TOOLS = ("read_file", "write_file", "edit_file", "list_files", "search_files", "shell",
                  "note", "read_artifact", "finish")
-CHECK_KINDS = ("run", "http", "file", "judge")
+CHECK_KINDS = ("run", "http", "file", "judge", "scope")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -199,6 +199,8 @@ class FileCheck(Strict):
     yaml_: Any = Field(None, alias="yaml", description="Expected subset of the file parsed as YAML.")
     max_size: int | None = Field(None, ge=0, description="Bytes.")
     unchanged: bool = Field(False, description="The files must be as they were when the run started.")
+    allow_empty: bool = Field(False, description="Pass when the glob matches no file. Off by default: a guard "
+                              "that matches nothing (a mistyped path) fails instead of passing silently.")
 
 
 class JudgeInclude(Strict):
@@ -217,9 +219,16 @@ class Check(Strict):
     name: str = Field(min_length=1)
     drop: bool = Field(False, description="Remove the check of this name inherited through `extends`.")
     run: JinjaStr | None = Field(None, description="A shell command; passes on exit code `expect_exit`.")
-    expect_exit: int = 0
+    expect_exit: int | None = Field(0, description="The exit code that passes; null: any (a `baseline` check).")
     metric: Regex | None = Field(None, description="Regex over the output; its number is the progress score.")
     better: Literal["higher", "lower"] = Field("higher", description="Which way the metric improves.")
+    baseline: bool = Field(False, description="The metric may not end worse than it was when the run started "
+                           "(e.g. the number of tests collected may not fall).")
+    mount: dict[str, str] = Field(default_factory=dict, description="Files kept outside the workdir (held-out "
+                                  "tests, say), put at these workdir paths only while this check runs: "
+                                  "{path in the workdir: path relative to this file}.")
+    scope: list[JinjaStr] | None = Field(None, description="Globs of the files the agent may change or create; "
+                                         "any other change fails, naming each file.")
     http: HttpCheck | None = None
     file: FileCheck | None = None
     judge: JudgeCheck | None = None
@@ -232,12 +241,14 @@ class Check(Strict):
     def _one_kind(self) -> Check:
         kinds = [k for k in CHECK_KINDS if getattr(self, k) is not None]
         if not kinds:
-            raise ValueError("a check needs one of `run`, `http`, `file` or `judge`")
+            raise ValueError("a check needs one of `run`, `http`, `file`, `judge` or `scope`")
         if len(kinds) > 1:
-            raise ValueError(f"a check has exactly one of run/http/file/judge, this one has "
+            raise ValueError(f"a check has exactly one of run/http/file/judge/scope, this one has "
                              f"{' and '.join(kinds)}: split it into {len(kinds)} checks")
-        if self.run is None and {"expect_exit", "metric", "better"} & self.model_fields_set:
-            raise ValueError("`expect_exit`, `metric` and `better` apply only to `run` checks")
+        if self.run is None and {"expect_exit", "metric", "better", "baseline"} & self.model_fields_set:
+            raise ValueError("`expect_exit`, `metric`, `better` and `baseline` apply only to `run` checks")
+        if self.baseline and self.metric is None:
+            raise ValueError("`baseline` compares a `metric` with its value at the start: add a `metric`")
         return self
 
     @property
@@ -310,7 +321,7 @@ class Spec(Strict):
     stop: StopSpec = Field(default_factory=StopSpec)
     prompts: PromptSpec = Field(default_factory=PromptSpec)
     sandbox: SandboxSpec = Field(default_factory=SandboxSpec)
-    protect: list[str] = Field(default_factory=list, description="Globs (relative to the workdir) of files "
+    protect: list[JinjaStr] = Field(default_factory=list, description="Globs (relative to the workdir) of files "
                                "the agent may read but never change, through tools or commands.")
     _view: dict[str, Any] | None = PrivateAttr(None)
 

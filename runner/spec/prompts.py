@@ -8,6 +8,7 @@ knows where each field was written so that an error points into the right file.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ class Renderer:
 
     def context(self, iteration: int = 0, **extra: Any) -> dict[str, Any]:
         return {"vars": Namespace("vars", self.spec.vars), "env": Namespace("env", os.environ),
-                "spec": Namespace("spec", self.spec.view()), "iteration": iteration,
+                "python": sys.executable, "spec": Namespace("spec", self.spec.view()), "iteration": iteration,
                 "workdir": str(self.workdir), **extra}
 
     def field(self, path: tuple[Any, ...], text: str, iteration: int = 0, **extra: Any) -> str:
@@ -76,7 +77,13 @@ class Renderer:
         base = ("verify", "checks", index)
         if check.run is not None:
             command = self.field(base + ("run",), check.run)
-            return f"`{command}` exits with {check.expect_exit}"
+            exits = f"exits with {check.expect_exit}" if check.expect_exit is not None else "runs"
+            kept = f", and its score ({check.metric}) ends no {'lower' if check.better == 'higher' else 'higher'} " \
+                   "than at the start" if check.baseline else ""
+            return f"`{command}` {exits}{kept}"
+        if check.scope is not None:
+            globs = ", ".join(f"`{self.field(base + ('scope', i), g)}`" for i, g in enumerate(check.scope))
+            return f"only files matching {globs} are changed or created"
         if check.http is not None:
             url = self.field(base + ("http", "url"), check.http.url)
             return f"{check.http.method} {url} answers as expected"

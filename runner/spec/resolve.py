@@ -194,6 +194,8 @@ def _absolutize(node: Any, base_dir: Path, files: list[Path], path: tuple[Any, .
 
 
 def _is_path_field(path: tuple[Any, ...]) -> bool:
+    if path[:4] == ("verify", "checks", "*", "mount") and len(path) == 5:  # {dest in the workdir: source}
+        return True
     return path in {("workdir",), ("model", "script"), ("tools", "*", "loop"),
                     ("model", "fallbacks", "*", "script"),
                     ("verify", "checks", "*", "judge", "model", "script"), ("sandbox", "writable", "*")}

@@ -20,12 +20,14 @@ with a message saying how to install bubblewrap or to opt out; there is no silen
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -90,10 +92,12 @@ class Policy:
     hidden: tuple[Path, ...] = ()
     env_names: tuple[str, ...] = ()
     private: Path | None = None
+    protect: tuple[str, ...] = ()  # the spec's `protect:` globs, rendered: new files matching them are guarded too
 
-    def argv(self, command: str, write_workdir: bool = True) -> list[str]:
+    def argv(self, command: str, write_workdir: bool = True, mounts: dict[Path, Path] | None = None) -> list[str]:
         if self.backend == "bwrap":
-            return self._bwrap(write_workdir) + ["bash", "-c", command]
+            binds = [arg for dest, source in (mounts or {}).items() for arg in ("--ro-bind", str(source), str(dest))]
+            return self._bwrap(write_workdir)[:-1] + binds + ["--", "bash", "-c", command]
         if self.backend == "landlock":
             return self._landlock(write_workdir) + ["bash", "-c", command]
         return ["bash", "-c", command]
@@ -109,7 +113,10 @@ class Policy:
         for path in self.protected:
             args += ["--ro-bind", str(path), str(path)] if os.path.lexists(path) else []
         for path in self.hidden:
-            args += ["--tmpfs", str(path), "--remount-ro", str(path)] if path.is_dir() else []
+            if path.is_dir():
+                args += ["--tmpfs", str(path), "--remount-ro", str(path)]
+            elif path.exists():
+                args += ["--ro-bind", "/dev/null", str(path)]
         args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session",
                  "--chdir", str(self.workdir)]
         return args + (["--unshare-net"] if self.network == "none" else []) + ["--"]
@@ -146,12 +153,15 @@ def _needed_under_tmp(workdir: Path) -> list[Path]:
                    and workdir not in p.parents})
 
 
-def policy_for(spec: Spec, files: list[Path], workdir: Path, runs: Path, previous: Policy | None = None) -> Policy:
+def policy_for(spec: Spec, files: list[Path], workdir: Path, runs: Path, previous: Policy | None = None,
+               protect: list[str] | None = None) -> Policy:
     """The run's policy. `files` (the spec and every file it was read from) stay out of the agent's
-    reach, and so does whatever `previous` (the policy before a reload, or a parent run's) protected."""
+    reach, and so does whatever `previous` (the policy before a reload, or a parent run's) protected;
+    `protect` are the spec's `protect:` globs as rendered (its raw ones when not given)."""
+    globs = list(spec.protect) if protect is None else protect
     backend = choose(spec.sandbox.backend) if runs_commands(spec) else "none"
     workdir = workdir.resolve()
-    protected = {f.resolve() for f in files} | set(protected_paths(workdir, spec.protect))
+    protected = {f.resolve() for f in files} | set(protected_paths(workdir, globs))
     protected |= set(previous.protected) if previous else set()
     if (workdir / ".git").exists():
         protected.add(workdir / ".git")
@@ -162,8 +172,9 @@ def policy_for(spec: Spec, files: list[Path], workdir: Path, runs: Path, previou
         (private / "tmp").mkdir()
     if backend == "landlock":
         become_subreaper()
+    held_out = tuple(Path(source).resolve() for check in spec.verify.checks for source in check.mount.values())
     return Policy(backend, workdir, spec.sandbox.network, tuple(Path(p).resolve() for p in spec.sandbox.writable),
-                  tuple(sorted(protected)), (runs.resolve(),), tuple(spec.sandbox.env), private)
+                  tuple(sorted(protected)), (runs.resolve(), *held_out), tuple(spec.sandbox.env), private, tuple(globs))
 
 
 def protected_paths(workdir: Path, patterns: list[str]) -> list[Path]:
@@ -180,6 +191,32 @@ class Commands:
     policy: Policy
     env: dict[str, str] = field(default_factory=dict)
 
-    def run(self, command: str, timeout: float, cancel: threading.Event | None = None,
-            write_workdir: bool = True) -> CommandResult:
-        return run_command(self.policy.argv(command, write_workdir), self.policy.workdir, timeout, self.env, cancel)
+    def run(self, command: str, timeout: float, cancel: threading.Event | None = None, write_workdir: bool = True,
+            mounts: dict[Path, Path] | None = None) -> CommandResult:
+        """Run `command`; `mounts` ({workdir path: source}) are in place for this command only."""
+        with _mounted(mounts or {}, self.policy.backend == "bwrap"):
+            argv = self.policy.argv(command, write_workdir, mounts)
+            return run_command(argv, self.policy.workdir, timeout, self.env, cancel)
+
+
+@contextlib.contextmanager
+def _mounted(mounts: dict[Path, Path], bind: bool) -> Iterator[None]:
+    """Put each source at its workdir path for one command: bubblewrap binds it read-only onto a
+    placeholder (it cannot make one in a read-only workdir); elsewhere it is copied in. Either way
+    nothing is left behind."""
+    made = []
+    try:
+        for dest, source in mounts.items():
+            if os.path.lexists(dest):
+                raise RunError(f"cannot mount {source} at {dest}: something is there already")
+            made.append(dest)
+            if bind:
+                dest.mkdir(parents=True) if source.is_dir() else dest.touch()
+            elif source.is_dir():
+                shutil.copytree(source, dest)
+            else:
+                shutil.copyfile(source, dest)
+        yield
+    finally:
+        for dest in made:
+            shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink(missing_ok=True)
