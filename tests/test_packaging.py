@@ -35,4 +35,4 @@ def test_the_wheel_carries_the_library_and_resolves_templates_from_an_installed_
                           env={"PYTHONPATH": str(installed), "PATH": "/usr/bin:/bin"}, check=True)
     library, command = done.stdout.splitlines()
     assert library == str(installed / "runner" / "loops")  # not the checkout's loops/
-    assert command == "`python -m pytest -q tests` exits with 0"
+    assert command == f"`{sys.executable} -m pytest -q -p no:cacheprovider tests` exits with 0"

@@ -116,7 +116,8 @@ def test_shipped_templates_validate_and_carry_checks(template, loop_cli, write):
     assert result.exit_code == 0, result.output
     spec = resolve("mine.loop.yaml").spec
     assert spec.name == "mine" and spec.verify.checks
-    assert any(c.run for c in spec.verify.checks) and any(c.file for c in spec.verify.checks)
+    assert any(c.run for c in spec.verify.checks) and spec.protect  # a command decides; guarded files
+    assert any(c.baseline for c in spec.verify.checks)  # and the work may not get worse than at the start
 
 
 def test_init_writes_a_starter_that_validates_and_never_overwrites(loop_cli, tmp_path):

@@ -12,14 +12,19 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
+from typing import Any
 
 import yaml
 
 from ..errors import ToolFailure
 from ..record.snapshot import glob_match, walk
-from ..spec.format import FileCheck
+from ..spec.format import FileCheck, Spec
+from ..spec.prompts import Renderer
 from ..tools.workspace import Workspace
 from .base import CheckEnv, CheckResult, mismatch, tail
+
+MAX_WALKED = 20000
 
 
 def file_check(env: CheckEnv) -> CheckResult:
@@ -35,6 +40,22 @@ def file_check(env: CheckEnv) -> CheckResult:
         f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
     return CheckResult(env.check.name, "file", not problems, time.monotonic() - started, summary,
                        "\n".join(problems) + ("\n" + tail(output) if output else ""))
+
+
+def empty_guards(spec: Spec, renderer: Renderer, workdir: Path) -> list[tuple[tuple[Any, ...], str]]:
+    """The `unchanged` checks whose glob matches no file in `workdir` now: `loop validate` warns of
+    them, since such a guard fails every round (the walk gives up quietly on a huge tree)."""
+    guards = {("verify", "checks", i, "file", "path"): renderer.field(("verify", "checks", i, "file", "path"),
+                                                                       c.file.path)
+              for i, c in enumerate(spec.verify.checks) if c.file and c.file.unchanged and not c.file.allow_empty}
+    unmatched = dict(guards)
+    for count, rel in enumerate(walk(workdir) if guards and workdir.is_dir() else []):
+        if count > MAX_WALKED:
+            return []
+        unmatched = {path: glob for path, glob in unmatched.items() if not glob_match(rel, glob)}
+        if not unmatched:
+            break
+    return list(unmatched.items())
 
 
 def _unchanged(env: CheckEnv, pattern: str) -> tuple[list[str], str]:

@@ -11,9 +11,10 @@ from typing import Any
 
 import click
 
-from ..errors import LoopError, SpecError, UsageError, display_path
+from ..errors import LoopError, Problem, SpecError, UsageError, display_path, field_path
 from ..spec.library import list_templates
 from ..spec.resolve import Resolved, resolve
+from ..spec.templates import Source
 from .app import EXIT_USAGE, VAR_OPTION, cli, reports_errors, var_options
 
 
@@ -40,10 +41,23 @@ def _validate_all(files: tuple[str, ...], overrides: dict[str, Any]) -> int:
                 click.echo(str(problem))
             code = EXIT_USAGE
             continue
-        for warning in resolved.warnings:
+        for warning in resolved.warnings + _empty_guard_warnings(resolved):
             click.echo(str(warning), err=True)
         click.echo(f"ok {resolved.spec.name}")
     return code
+
+
+def _empty_guard_warnings(resolved: Resolved) -> list[Problem]:
+    from ..checks.file import empty_guards
+
+    workdir = resolved.default_workdir()
+    found = []
+    for path, glob in empty_guards(resolved.spec, resolved.renderer(workdir), workdir):
+        source = resolved.sources.get(path) or Source(field_path(path), str(resolved.file))
+        found.append(Problem(source.file, source.line, source.col, field_path(path),
+                             f"`{glob}` matches no file in {workdir}: this guard will fail every round; fix the "
+                             "path (a folder is `dir/**`), or set allow_empty: true", warning=True))
+    return found
 
 
 @cli.command()

@@ -8,6 +8,8 @@ In fields that are commands (`run`, a custom tool's `command`, a judge's `includ
 every value a `{{ ... }}` puts in is shell-quoted, and in `allow` patterns also escaped as a
 glob: a value (a var, a tool argument, a sub-loop parameter the model chose) is always one
 literal word, never shell or pattern syntax. `shlex.quote` leaves plain words as they are.
+For several words, `{{ vars.paths | words }}` quotes each word (of a list, or of a string split
+at spaces) on its own.
 """
 
 from __future__ import annotations
@@ -62,17 +64,35 @@ class _Undefined(jinja2.StrictUndefined):
         return f"`{name}` is not defined on {jinja2.utils.object_type_repr(obj)}"
 
 
+class Words(tuple):  # type: ignore[type-arg]
+    """Several values that go into a command as words of their own (the `words` filter)."""
+
+
+def _words(value: Any) -> Words:
+    return Words(str(v) for v in value) if isinstance(value, (list, tuple)) else Words(str(value).split())
+
+
 def _quoted(value: Any) -> str:
+    if isinstance(value, Words):
+        return " ".join(shlex.quote(word) for word in value)
     return shlex.quote(str(value))
 
 
 def _literal_pattern(value: Any) -> str:
+    if isinstance(value, Words):
+        return " ".join(_literal_pattern(word) for word in value)
     return re.sub(r"([*?\\\[\]])", r"\\\1", _quoted(value))
+
+
+def _plain(value: Any) -> Any:
+    return " ".join(value) if isinstance(value, Words) else value
 
 
 _ENVS = {quoting: SandboxedEnvironment(undefined=_Undefined, keep_trailing_newline=True, autoescape=False,
                                        finalize=finalize)
-         for quoting, finalize in (("text", None), ("shell", _quoted), ("pattern", _literal_pattern))}
+         for quoting, finalize in (("text", _plain), ("shell", _quoted), ("pattern", _literal_pattern))}
+for _env in _ENVS.values():
+    _env.filters["words"] = _words
 
 
 def quoting(path: tuple[Any, ...]) -> str:
