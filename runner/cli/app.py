@@ -18,7 +18,7 @@ import click
 
 from .. import __version__
 from ..engine.status import Status, exit_code
-from ..errors import LoopError, SpecError
+from ..errors import LoopError, RunError, SpecError
 from ..spec.resolve import parse_var
 
 EXIT_USAGE = 2
@@ -44,6 +44,9 @@ def reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
         except LoopError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a full disk, a folder taken away: a message and exit 3, never a traceback
+            click.echo(f"error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", err=True)
+            ctx.exit(RunError.exit_code)
         ctx.exit(code or 0)
 
     return wrapper

@@ -5,6 +5,7 @@ On a terminal the lines are coloured; otherwise they are plain. Everything shown
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -75,11 +76,23 @@ COLORS = {"run_started": "cyan", "run_resumed": "cyan", "model_retry": "yellow",
           "spec_rejected": "red", "compaction": "blue"}
 
 
+# A tool's output may carry terminal escapes (colours, OSC titles, cursor moves, hyperlinks): what
+# the agent's commands print must not drive the user's terminal, so every escape sequence and other
+# control character goes before a line is shown.
+ESCAPES = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, hyperlinks
+                     r"|\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]"  # CSI: colours, cursor moves; other escapes
+                     r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # every other control character but \t and \n
+
+
+def printable(text: str) -> str:
+    return ESCAPES.sub("", text)
+
+
 def format_event(event: dict[str, Any], color: bool = False) -> str | None:
     formatter = FORMATS.get(event.get("type", ""))
     if formatter is None:
         return None
-    line = mask(formatter(event))
+    line = printable(mask(formatter(event)))
     if not color:
         return line
     if event["type"] == "run_finished":

@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from ..record.masking import mask
+from ..record.masking import mask, masked
 from ..record.runs import summary
 from ..record.trace import read_events
 
@@ -77,19 +77,21 @@ def check_history(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]
 
 def build(folder: Path) -> str:
     """The HTML page of the run recorded in `folder`."""
-    events = read_events(folder / "trace.jsonl")
-    state = json.loads((folder / "state.json").read_text(encoding="utf-8")) if (folder / "state.json").exists() else {}
+    # masked again as read, with this process's environment: the page is built from masked values
+    events = masked(read_events(folder / "trace.jsonl"))
+    state_file = folder / "state.json"
+    state = masked(json.loads(state_file.read_text(encoding="utf-8"))) if state_file.exists() else {}
     pinned = state.get("context", {}).get("pinned", [])
     diff_file = folder / "changes.diff"
     items = iterations(events)
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)  # partial traces render
     page = environment.from_string(TEMPLATE.read_text(encoding="utf-8")).render(
-        run=summary(folder), started=next((e for e in events if e["type"] == "run_started"), {}),
+        run=masked(summary(folder)), started=next((e for e in events if e["type"] == "run_started"), {}),
         finished=next((e for e in reversed(events) if e["type"] == "run_finished"), {}),
         objective=pinned[1]["content"] if len(pinned) > 1 else "", iterations=items, chart=chart(items),
-        checks=check_history(events), diff=diff_file.read_text(encoding="utf-8") if diff_file.exists() else "",
-        spec=(folder / "spec.yaml").read_text(encoding="utf-8") if (folder / "spec.yaml").exists() else "")
-    return mask(page)
+        checks=check_history(events), diff=mask(diff_file.read_text(encoding="utf-8")) if diff_file.exists() else "",
+        spec=mask((folder / "spec.yaml").read_text(encoding="utf-8")) if (folder / "spec.yaml").exists() else "")
+    return page
 
 
 def write(folder: Path, output: Path | None = None) -> Path:

@@ -12,7 +12,7 @@ import click
 
 from ..engine.status import Stop, exit_code
 from ..errors import UsageError
-from ..record.masking import mask
+from ..record.masking import mask, masked
 from ..record.trace import read_events, runs_dir
 from ..tools.sandbox import runs_commands
 from .app import VAR_OPTION, cli, reports_errors, var_options
@@ -32,7 +32,7 @@ def _finish(loop: Any, outcome: Stop, as_json: bool) -> int:
     code = exit_code(outcome.status)
     if as_json:
         counters = loop.counters
-        click.echo(mask(json.dumps({
+        click.echo(json.dumps(masked({
             "run_id": loop.record.run_id, "status": outcome.status.value, "exit_code": code,
             "message": outcome.message, "iterations": counters.iteration,
             "prompt_tokens": counters.prompt_tokens, "completion_tokens": counters.completion_tokens,

@@ -105,6 +105,8 @@ class Loop:
             outcome = Interrupted("interrupted (Ctrl-C); `loop resume` continues the run")
         except LoopError as error:
             outcome = Failed(error)
+        except OSError as error:  # the disk is full, or the record was taken away
+            outcome = Failed(RunError(f"the run record could not be written: {error}"))
         finally:
             kill_all()
             self.close(outcome)
@@ -221,10 +223,14 @@ class Loop:
             "baselines": self.baselines})
 
     def close(self, outcome: Stop) -> None:
-        (self.record.folder / "changes.diff").write_text(mask(self.snapshot.diff()), encoding="utf-8")
-        self.emit("run_finished", status=outcome.status.value, message=outcome.message,
-                  iterations=self.counters.iteration, prompt_tokens=self.counters.prompt_tokens,
-                  completion_tokens=self.counters.completion_tokens, cost_usd=round(self.counters.cost_usd, 6),
-                  unpriced_calls=self.counters.unpriced_calls, duration_s=round(self.counters.elapsed(), 3))
-        self.save()
-        self.record.close()
+        try:
+            (self.record.folder / "changes.diff").write_text(mask(self.snapshot.diff()), encoding="utf-8")
+            self.emit("run_finished", status=outcome.status.value, message=outcome.message,
+                      iterations=self.counters.iteration, prompt_tokens=self.counters.prompt_tokens,
+                      completion_tokens=self.counters.completion_tokens, cost_usd=round(self.counters.cost_usd, 6),
+                      unpriced_calls=self.counters.unpriced_calls, duration_s=round(self.counters.elapsed(), 3))
+            self.save()
+        except OSError as error:  # the end of the record is lost; the outcome still reaches the user
+            outcome.message += f" (the end of the run record could not be written: {error})"
+        finally:
+            self.record.close()

@@ -61,7 +61,7 @@ def _retry_reporter(record: Record, display: Observer | None) -> Any:
 
 def resume(folder: Path, *, display: Observer | None = None, **stop: Any) -> tuple[Loop, tuple[str, dict[str, Any]]]:
     """A loop that continues the run in `folder`, and the `run_resumed` event that opens it."""
-    record = Record(folder)
+    record = Record(folder).lock()
     state = record.load_state()
     status = summary(folder)["status"]
     if status in ("verified", "finished", "running"):

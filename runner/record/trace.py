@@ -8,13 +8,14 @@
     RUNS_DIR/RUN_ID/artifacts/     offloaded tool outputs
     RUNS_DIR/RUN_ID/snapshot/      the workdir as it was at the start
 
-Every line and file passes through `mask`, so secrets from the environment never land here.
+Every value is masked before it is serialised (`masked`), so secrets from the environment never land here.
 RUNS_DIR is `--runs-dir`, else $LOOP_RUNS_DIR, else WORKDIR/.loop/runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -27,8 +28,8 @@ from typing import Any, Protocol, TextIO
 
 import yaml
 
-from ..errors import UsageError
-from .masking import mask
+from ..errors import RunError, UsageError
+from .masking import masked
 
 
 class Observer(Protocol):
@@ -66,6 +67,26 @@ class Record:
         self.trace_path = folder / "trace.jsonl"
         self.units_path = folder / "units.jsonl"
         self._trace: TextIO | None = None
+        self._lock: TextIO | None = None
+
+    def lock(self) -> Record:
+        """Become the run's only writer: an exclusive lock on RUN/lock until close() or the process's end.
+        Two `loop resume`s of one run would otherwise both run its iterations and their side effects."""
+        handle = open(self.folder / "lock", "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise UsageError(f"run {self.run_id} is being written by process {holder} (a run or resume of it); "
+                             "let it end, or stop it, then resume") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+        return self
 
     @property
     def run_id(self) -> str:
@@ -92,13 +113,13 @@ class Record:
             folder = runs / f"{stamp}-{spec_name}-{secrets.token_hex(2)}"
             try:
                 folder.mkdir()
-                return cls(folder)
+                return cls(folder).lock()
             except FileExistsError:
                 continue
 
     def event(self, type_: str, iteration: int, **fields: Any) -> dict[str, Any]:
         event = {"ts": now(), "type": type_, "iteration": iteration, **fields}
-        line = mask(json.dumps(event, default=str, ensure_ascii=False))
+        line = json.dumps(masked(event), default=str, ensure_ascii=False)
         if self._trace is None:
             self._trace = open(self.trace_path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
         self._trace.write(line + "\n")
@@ -128,7 +149,7 @@ class Record:
         """Append context units to the journal; return its size, which the next state records."""
         if units:
             with open(self.units_path, "a", encoding="utf-8") as handle:
-                handle.write("".join(mask(json.dumps(u, ensure_ascii=False)) + "\n" for u in units))
+                handle.write("".join(json.dumps(masked(u), ensure_ascii=False) + "\n" for u in units))
         return self.units_path.stat().st_size if self.units_path.exists() else 0
 
     def read_units(self, size: int) -> list[dict[str, Any]]:
@@ -136,25 +157,39 @@ class Record:
         if not self.units_path.exists():
             return []
         with open(self.units_path, "rb") as handle:
-            return [json.loads(line) for line in handle.read(size).decode("utf-8").splitlines()]
+            lines = handle.read(size).decode("utf-8", errors="replace").splitlines()
+        try:
+            return [json.loads(line) for line in lines]
+        except ValueError:
+            raise RunError(f"units.jsonl of run {self.run_id} is damaged: the context the run had built "
+                           "(its turns and tool results) is lost, so it cannot be resumed; start a new run") from None
 
     def save_state(self, state: dict[str, Any]) -> None:
-        write_atomic(self.folder / "state.json", mask(json.dumps(state, default=str, ensure_ascii=False)))
+        write_atomic(self.folder / "state.json", json.dumps(masked(state), default=str, ensure_ascii=False))
 
     def load_state(self) -> dict[str, Any]:
         path = self.folder / "state.json"
         if not path.exists():
             raise UsageError(f"run {self.run_id} has no state.json (it ended before its first save)")
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(state, dict) or "counters" not in state:
+                raise ValueError("not a saved state")
+        except ValueError as exc:  # truncated, NUL-padded by a crash, or edited
+            raise RunError(f"state.json of run {self.run_id} is damaged ({str(exc)[:80]}), so the run cannot be "
+                           "resumed: what it did is still in trace.jsonl (`loop show`), but its context and counters "
+                           "are lost; start a new run") from None
+        return state
 
     def write_spec(self, view: dict[str, Any]) -> None:
         write_atomic(self.folder / "spec.yaml",
-                     mask(yaml.safe_dump(view, sort_keys=False, allow_unicode=True)))
+                     yaml.safe_dump(masked(view), sort_keys=False, allow_unicode=True))
 
     def close(self) -> None:
-        if self._trace is not None:
-            self._trace.close()
-            self._trace = None
+        for handle in (self._trace, self._lock):
+            if handle is not None:
+                handle.close()  # closing the lock file releases the lock
+        self._trace = self._lock = None
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:

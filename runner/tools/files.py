@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import regex
 
 from ..errors import ToolFailure
 from ..record.snapshot import SKIP_DIRS
@@ -20,6 +23,7 @@ from .workspace import Workspace
 MAX_LISTED = 1000
 MAX_MATCHES = 200
 MAX_SEARCH_BYTES = 2 * 1024 * 1024
+SEARCH_SECONDS = 10.0  # a whole search, however many files
 
 
 def read_file(ws: Workspace, path: str, start_line: int | None = None, end_line: int | None = None) -> str:
@@ -51,6 +55,8 @@ def edit_file(ws: Workspace, path: str, old: str, new: str) -> str:
     if b"\x00" in data[:8192]:
         raise ToolFailure(f"`{path}` is a binary file; edit_file changes text files only")
     text = data.decode("utf-8", errors="surrogateescape")  # bytes that are not UTF-8 come back unchanged
+    lines = len(old.splitlines()) or 1
+    old, new = _in_line_endings(text, old), _in_line_endings(text, new)
     count = text.count(old) if old else 0
     if count == 0:
         raise ToolFailure(f"the old text was not found in {path}; read the file and copy it exactly")
@@ -59,7 +65,14 @@ def edit_file(ws: Workspace, path: str, old: str, new: str) -> str:
     if old == new:
         return "old and new are the same; nothing changed"
     ws.write_bytes(target, text.replace(old, new, 1).encode("utf-8", errors="surrogateescape"))
-    return f"edited {path}: replaced {old.count(chr(10)) + 1} line(s)"
+    return f"edited {path}: replaced {lines} line(s)"
+
+
+def _in_line_endings(text: str, snippet: str) -> str:
+    """`snippet` (the model writes \\n) in the file's own line endings, so that CRLF and CR files match
+    and keep their endings."""
+    ending = "\r\n" if "\r\n" in text else "\r" if "\r" in text else "\n"
+    return snippet if ending == "\n" else snippet.replace("\r\n", "\n").replace("\n", ending)
 
 
 def _walk(ws: Workspace, start: Path) -> Iterator[Path]:
@@ -84,11 +97,25 @@ def list_files(ws: Workspace, path: str = ".", pattern: str | None = None) -> st
     return "\n".join(found[:MAX_LISTED]) + more
 
 
-def search_files(ws: Workspace, pattern: str, path: str = ".", glob: str | None = None) -> str:
+def compile_pattern(pattern: str) -> Any:
+    """The agent's regular expression, with the `regex` module: it searches `(a+)+$` in linear time,
+    and takes a timeout for the patterns that still backtrack without end."""
     try:
-        regex = re.compile(pattern)
-    except re.error as exc:
+        return regex.compile(pattern)
+    except regex.error as exc:
         raise ToolFailure(f"bad regular expression: {exc}") from None
+
+
+def matches_within(compiled: Any, text: str, deadline: float) -> bool:
+    try:
+        return compiled.search(text, timeout=max(deadline - time.monotonic(), 0.001)) is not None
+    except TimeoutError:
+        raise ToolFailure(f"the search ran out of time ({SEARCH_SECONDS:g}s): the pattern backtracks too much; "
+                          "simplify it (no nested repeats like `(a+)+`)") from None
+
+
+def search_files(ws: Workspace, pattern: str, path: str = ".", glob: str | None = None) -> str:
+    compiled, deadline = compile_pattern(pattern), time.monotonic() + SEARCH_SECONDS
     start = ws.path(path)
     files = [start] if start.is_file() else list(_walk(ws, start))
     matches: list[str] = []
@@ -102,7 +129,7 @@ def search_files(ws: Workspace, pattern: str, path: str = ".", glob: str | None 
         if b"\x00" in data[:4096]:
             continue  # binary
         for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-            if regex.search(line):
+            if matches_within(compiled, line, deadline):
                 matches.append(f"{ws.show(file)}:{number}: {line[:300]}")
                 if len(matches) > MAX_MATCHES:
                     return "\n".join(matches[:MAX_MATCHES]) + "\n[... more matches; narrow the search]"

@@ -21,7 +21,6 @@ import os
 import re
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -78,29 +77,35 @@ def run_command(command: str | list[str], cwd: Path, timeout: float, env: dict[s
     timed_out = threading.Event()
     proc: subprocess.Popen[bytes] | None = None
     timer: threading.Timer | None = None
-    with tempfile.TemporaryFile() as out:
-        try:
-            with _interrupts_held(), _live_lock:  # started and registered at once: a sweep never takes it for an orphan
-                proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True, env=env)
-                pid = proc.pid
-                _live.add(pid)
-                if cancel is not None and cancel.is_set():
-                    _kill_group(pid)
-                timer = threading.Timer(max(timeout, 0.0), _kill_group, (pid, timed_out))
-                timer.daemon = True  # a timer left behind must never keep the process from exiting
-                timer.start()
-            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if proc is not None:
-                _kill_group(proc.pid)  # background children go with it
-                proc.wait()
-                with _live_lock:
-                    _live.discard(proc.pid)
-                _sweep()
-        output = _read_capped(out)
+    capture: _Capture | None = None
+    try:
+        with _interrupts_held(), _live_lock:  # started and registered at once: a sweep never takes it for an orphan
+            proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+            pid = proc.pid
+            _live.add(pid)
+            capture = _Capture(proc.stdout)
+            capture.start()
+            if cancel is not None and cancel.is_set():
+                _kill_group(pid)
+            timer = threading.Timer(max(timeout, 0.0), _kill_group, (pid, timed_out))
+            timer.daemon = True  # a timer left behind must never keep the process from exiting
+            timer.start()
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if proc is not None:
+            _kill_group(proc.pid)  # background children go with it
+            proc.wait()
+            with _live_lock:
+                _live.discard(proc.pid)
+            _sweep()
+        if capture is not None:
+            capture.join(timeout=2)  # every writer is dead now, unless one escaped without a sandbox
+            if proc is not None and proc.stdout is not None:
+                proc.stdout.close()
+    output = capture.text() if capture is not None else ""
     exit_code = None if timed_out.is_set() else proc.returncode
     return CommandResult(exit_code, output, time.monotonic() - started, timed_out.is_set())
 
@@ -199,14 +204,31 @@ def kill_all() -> None:
     _sweep()
 
 
-def _read_capped(out: IO[bytes]) -> str:
-    size = out.seek(0, os.SEEK_END)
-    out.seek(0)
-    if size <= MAX_CAPTURE:
-        return out.read().decode("utf-8", errors="replace")
-    half = MAX_CAPTURE // 2
-    head = out.read(half)
-    out.seek(size - half)
-    tail = out.read(half)
-    note = f"\n[... {size - 2 * half} bytes of output cut here ...]\n"
-    return head.decode("utf-8", errors="replace") + note + tail.decode("utf-8", errors="replace")
+class _Capture(threading.Thread):
+    """Reads a command's output as it comes and keeps its first and last MAX_CAPTURE/2 bytes, so
+    memory and disk stay bounded however much it prints; the text says how much was left out."""
+
+    def __init__(self, stream: IO[bytes] | None):
+        super().__init__(name="command-output", daemon=True)
+        self.fd = stream.fileno() if stream is not None else -1
+        self.head, self.tail = bytearray(), bytearray()
+        self.total = 0
+
+    def run(self) -> None:
+        half = MAX_CAPTURE // 2
+        with contextlib.suppress(OSError):
+            while chunk := os.read(self.fd, 1 << 16):
+                self.total += len(chunk)
+                room = max(half - len(self.head), 0)
+                self.head += chunk[:room]
+                self.tail += chunk[room:]
+                if len(self.tail) > 2 * half:  # trimmed now and then, not on every chunk
+                    del self.tail[:-half]
+
+    def text(self) -> str:
+        half = MAX_CAPTURE // 2
+        tail = bytes(self.tail[-half:]) if self.total > MAX_CAPTURE else bytes(self.tail)
+        left_out = self.total - len(self.head) - len(tail)
+        note = f"\n[... {left_out} bytes of output cut here ...]\n" if left_out else ""
+        return (bytes(self.head).decode("utf-8", errors="replace") + note
+                + tail.decode("utf-8", errors="replace"))
