@@ -41,14 +41,23 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
 
 
+MAX_DURATION = 30 * 24 * 3600.0
+
+
 def parse_duration(value: Any) -> float:
-    """`90s`, `5m`, `1h`, `250ms` or a number of seconds, as seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if not match:
-        raise ValueError(f"bad duration {value!r}: write 90s, 5m, 1h or a number of seconds")
-    return float(match.group(1)) * _UNIT[match.group(2)]
+    """`90s`, `5m`, `1h`, `250ms` or a number of seconds, as seconds: more than 0, at most 30 days.
+    (0, `.inf` or `1e308` would mean "at once" or "never", differently for tools and checks.)"""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value) if isinstance(value, str) else None
+        if not match:
+            raise ValueError(f"bad duration {value!r}: write 90s, 5m, 1h or a number of seconds")
+        seconds = float(match.group(1)) * _UNIT[match.group(2)]
+    if not 0 < seconds <= MAX_DURATION:
+        raise ValueError(f"a duration must be more than 0 and at most 30 days, not {value!r}; "
+                         "for no limit, leave the field out")
+    return seconds
 
 
 def _read_template(value: Any) -> Any:

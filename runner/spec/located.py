@@ -78,6 +78,10 @@ def _error(file: str, mark: Any, message: str) -> SpecError:
     return SpecError([Problem(file, line, col, "", message)])
 
 
+MAX_VALUES = 100_000  # a spec's values with its aliases expanded: a billion laughs stops here
+MAX_DEPTH = 64
+
+
 class _Builder:
     """Turns a composed node tree into LDict/LList/scalars, refusing what a spec cannot mean."""
 
@@ -85,6 +89,7 @@ class _Builder:
         self.file = file
         self.constructor = yaml.constructor.SafeConstructor()
         self.done: dict[int, Any] = {}
+        self.sizes: dict[int, int] = {}  # values under each node, aliases counted in full
         self.open: set[int] = set()
 
     def build(self, node: yaml.Node) -> Any:
@@ -92,11 +97,19 @@ class _Builder:
             return self.done[id(node)]
         if id(node) in self.open:
             raise _error(self.file, node.start_mark, "a YAML alias refers to itself; remove the cycle")
+        if len(self.open) >= MAX_DEPTH:
+            raise _error(self.file, node.start_mark, f"nested more than {MAX_DEPTH} levels deep; a spec is flatter")
         self.open.add(id(node))
         try:
             value = self._build(node)
         finally:
             self.open.discard(id(node))
+        children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else (
+            node.value if isinstance(node, yaml.SequenceNode) else [])
+        self.sizes[id(node)] = 1 + sum(self.sizes.get(id(c), 1) for c in children)
+        if self.sizes[id(node)] > MAX_VALUES:
+            raise _error(self.file, node.start_mark, f"this holds over {MAX_VALUES} values once its YAML aliases "
+                         "are expanded (a \"billion laughs\"); write the values out instead of nesting aliases")
         self.done[id(node)] = value
         return value
 
@@ -108,6 +121,8 @@ class _Builder:
             return LList(items, [_loc(self.file, c) for c in node.value], _loc(self.file, node))
         try:
             return self.constructor.construct_object(node, deep=True)
+        except ValueError:  # Python reads integers of up to 4,300 digits
+            raise _error(self.file, node.start_mark, "a number too long to read (over 4,300 digits)") from None
         except yaml.YAMLError as exc:
             reason = getattr(exc, "problem", None) or str(exc)
             raise _error(self.file, node.start_mark, f"cannot read this value: {reason}") from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import re
 import shlex
+import time
 import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ from pydantic import BaseModel
 
 from ..errors import Problem, TemplateError
 from .format import JINJA, union_members
+
+MAX_OUTPUT = 1_000_000
+MAX_SECONDS = 2.0
+MAX_RANGE = 1000
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,13 @@ class _Undefined(jinja2.StrictUndefined):
         return f"`{name}` is not defined on {jinja2.utils.object_type_repr(obj)}"
 
 
+def _range(*args: int) -> range:
+    found = range(*args)
+    if len(found) > MAX_RANGE:
+        raise jinja2.exceptions.SecurityError(f"range() of more than {MAX_RANGE} items")
+    return found
+
+
 class Words(tuple):  # type: ignore[type-arg]
     """Several values that go into a command as words of their own (the `words` filter)."""
 
@@ -93,6 +105,8 @@ _ENVS = {quoting: SandboxedEnvironment(undefined=_Undefined, keep_trailing_newli
          for quoting, finalize in (("text", _plain), ("shell", _quoted), ("pattern", _literal_pattern))}
 for _env in _ENVS.values():
     _env.filters["words"] = _words
+    _env.globals["range"] = _range
+    del _env.globals["lipsum"]
 
 
 def quoting(path: tuple[Any, ...]) -> str:
@@ -111,9 +125,10 @@ def _compile(text: str, how: str) -> jinja2.Template:
 
 
 def render(text: str, context: Mapping[str, Any], source: Source, how: str = "text") -> str:
-    """Render `text`; any failure is a TemplateError located in the source's file."""
+    """Render `text`; any failure is a TemplateError located in the source's file. The output is built
+    piece by piece, so a template that grows past MAX_OUTPUT or runs past MAX_SECONDS stops there."""
     try:
-        return _compile(text, how).render(context)
+        return _bounded(_compile(text, how).generate(context), source)
     except jinja2.TemplateSyntaxError as exc:
         raise _error(source, exc.lineno or 1, f"template syntax error: {exc.message}") from None
     except jinja2.UndefinedError as exc:
@@ -122,6 +137,17 @@ def render(text: str, context: Mapping[str, Any], source: Source, how: str = "te
         raise _error(source, _failing_line(exc), f"not allowed in a template: {exc}") from None
     except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
         raise _error(source, _failing_line(exc), f"template failed: {exc}") from None
+
+
+def _bounded(pieces: Iterator[str], source: Source) -> str:
+    deadline, parts, size = time.monotonic() + MAX_SECONDS, [], 0
+    for piece in pieces:
+        parts.append(piece)
+        size += len(piece)
+        if size > MAX_OUTPUT or time.monotonic() > deadline:
+            raise _error(source, 1, f"the template makes more than {MAX_OUTPUT:,} characters or takes over "
+                         f"{MAX_SECONDS:g}s; a spec's template is text, not a program")
+    return "".join(parts)
 
 
 def _failing_line(exc: BaseException) -> int:
