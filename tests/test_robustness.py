@@ -44,14 +44,16 @@ def outputs(loop) -> list[tuple[bool, str]]:
 def test_common_values_of_secret_named_variables_never_corrupt_the_record(tmp_path, monkeypatch, loop_cli, value):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", value)
     monkeypatch.setenv("PRIMARY_KEY", value)
-    path = scripted(tmp_path, [{"tools": [{"write_file": {"path": "a.txt", "content": "x"}}]}, {"say": "done"}],
-                    ["write_file"], stop={"max_iterations": 1})
+    turns = [{"tools": [{"write_file": {"path": "a.txt", "content": value}}, {"read_file": {"path": "a.txt"}}]},
+             {"say": "done"}]
+    path = scripted(tmp_path, turns, ["write_file", "read_file"], stop={"max_iterations": 1})
     first = loop_cli("run", path, "--json")
     assert json.loads(first.stdout)["status"] == "max_iterations"
     folder = run_folder(tmp_path / "runs")
     assert all(json.loads(line) for line in (folder / "trace.jsonl").read_text().splitlines())
     json.loads((folder / "state.json").read_text())
     assert "[masked:" not in (folder / "trace.jsonl").read_text()
+    assert events(folder, "tool_call")[1]["output_preview"] == value  # the agent reads `false` as `false`
     assert json.loads(loop_cli("resume", folder.name, "--max-iterations", "2", "--json").stdout)["status"] == "finished"
     assert loop_cli("report", folder.name).exit_code == 0
 
