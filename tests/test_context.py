@@ -262,7 +262,7 @@ def test_sub_loops_report_status_summary_and_checks_to_the_parent(write, loop_cl
     summary = json.loads(result.stdout)
     assert summary["status"] == "verified"
     runs = {json.loads((p / "trace.jsonl").read_text().splitlines()[0])["spec_name"]: p
-            for p in (tmp_path / "runs").iterdir()}
+            for p in (tmp_path / "runs").iterdir() if p.is_dir()}
     assert set(runs) == {"parent", "good", "stuck"}
     calls = events(runs["parent"], "tool_call")
     assert calls[0]["ok"] and calls[0]["sub_status"] == "verified" and calls[0]["sub_run"] == runs["good"].name

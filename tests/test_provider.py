@@ -163,4 +163,4 @@ def test_a_missing_key_fails_at_once_naming_the_variable(write, provider, loop_c
     result = loop_cli("run", path, "--json")
     assert result.exit_code == 3 and "api_key_env names TEAM_OPENAI_KEY, which is not set" in result.stderr
     assert provider.requests == []
-    assert all(not events(folder, "model_retry") for folder in Path("runs").iterdir())
+    assert all(not events(folder, "model_retry") for folder in Path("runs").iterdir() if folder.is_dir())

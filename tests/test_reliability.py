@@ -213,7 +213,7 @@ def test_twenty_loops_at_once_keep_to_their_own_runs(write, tmp_path):
                                        "--runs-dir", shared], cwd=work, stdout=subprocess.PIPE, text=True))
     summaries = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
     assert all(s["status"] == "verified" for s in summaries)
-    folders = sorted(p for p in shared.iterdir())
+    folders = sorted(p for p in shared.iterdir() if p.is_dir())
     assert len(folders) == 20 == len({s["run_id"] for s in summaries})
     for folder in folders:
         trace = events(folder)

@@ -173,7 +173,7 @@ def test_sub_loop_parameters_are_literal_in_the_child_allow_patterns_and_checks(
     turns = [{"tools": [{"sub": {"dir": injected}}]}]
     loop, _ = attack(tmp_path, turns, tools=[{"name": "sub", "loop": "child.loop.yaml",
                                              "parameters": {"dir": {}}}])
-    child_folder = next(p for p in (tmp_path / "runs").iterdir() if p != loop.record.folder)
+    child_folder = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir() and p != loop.record.folder)
     (ok, output), = tool_outputs_of(child_folder)[:1]
     assert not ok and "is not allowed" in output
     verify = events(child_folder, "verify")[-1]["results"][0]
@@ -290,7 +290,8 @@ def test_a_spec_that_asks_for_a_missing_backend_is_refused_with_how_to_fix(tmp_p
     assert result.exit_code == 3
     assert "bwrap is not installed" in result.stderr and "apt-get install bubblewrap" in result.stderr
     assert "sandbox: {backend: none}" in result.stderr
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no half-made run
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not any(p.is_dir() for p in runs.iterdir())  # no half-made run
 
 
 def test_backend_none_warns_on_every_run(tmp_path, loop_cli):

@@ -77,15 +77,17 @@ class Context:
     tools_tokens: int = 0
     history_tokens: int = 0
     saved_to: int = 0  # units with a lower id are in the record's units journal already
+    history: list[dict[str, Any]] = field(default_factory=list)  # the units' messages, in order, kept as they come
 
     def __post_init__(self) -> None:
         if not self.pinned_tokens:
             self.pinned_tokens = [self.counter.message(m) for m in self.pinned]
         self.history_tokens = sum(u.total() for u in self.units)
+        self.history = [m for unit in self.units for m in unit.messages]
 
     def prompt(self) -> list[dict[str, Any]]:
-        memory = [self.memory] if self.memory else []
-        return self.pinned + memory + [m for unit in self.units for m in unit.messages]
+        """The next prompt: one list joined from three, whatever the length of the run."""
+        return self.pinned + ([self.memory] if self.memory else []) + self.history
 
     def tokens(self) -> int:
         return sum(self.pinned_tokens) + self.memory_tokens + self.history_tokens + self.tools_tokens
@@ -95,14 +97,16 @@ class Context:
         self.pinned[index] = {**self.pinned[index], "content": mask(content)}
         self.pinned_tokens[index] = self.counter.message(self.pinned[index])
 
-    def _add(self, message: dict[str, Any], unit: Unit | None = None, kind: str = "turn") -> Unit:
+    def _add(self, message: dict[str, Any], unit: Unit | None = None, kind: str = "turn",
+             tokens: int | None = None) -> Unit:
         if unit is None:
             unit = Unit(self.next_id, [], [], kind)
             self.next_id += 1
             self.units.append(unit)
         message = _masked(message)
-        tokens = self.counter.message(message)
+        tokens = self.counter.message(message) if tokens is None else tokens
         unit.messages.append(message)
+        self.history.append(message)  # new units and tool results both come at the end
         unit.tokens.append(tokens)
         self.history_tokens += tokens
         return unit
@@ -112,17 +116,16 @@ class Context:
 
     def add_tool_result(self, call_id: str, name: str, output: str) -> str | None:
         """Add a tool's output (offloaded if large) to the open turn; return the artifact handle."""
-        handle = None
+        handle, tokens = None, None
         limit = self.settings.offload_over_tokens
-        if limit and self.artifacts is not None and self._over(output, limit):
-            handle, output = self.artifacts.store(output, f"output of {name}")
-        self._add({"role": "tool", "tool_call_id": call_id, "content": output}, self.units[-1])
+        if limit and self.artifacts is not None:
+            # surely over: spare counting megabytes; else count once, for the decision and the context
+            tokens = None if len(output) > limit * CHARS_PER_TOKEN * 4 else self.counter.text(output)
+            if tokens is None or tokens > limit:
+                handle, output = self.artifacts.store(output, f"output of {name}")
+                tokens = None
+        self._add({"role": "tool", "tool_call_id": call_id, "content": output}, self.units[-1], tokens=tokens)
         return handle
-
-    def _over(self, text: str, limit: int) -> bool:
-        if len(text) > limit * CHARS_PER_TOKEN * 4:  # surely over: spare counting megabytes
-            return True
-        return self.counter.text(text) > limit
 
     def add_user(self, text: str, kind: str = "notice") -> None:
         unit = self._add({"role": "user", "content": text}, kind=kind)
@@ -141,6 +144,7 @@ class Context:
         if count == 0:
             raise RunError(self._cannot_fit(before))
         dropped, self.units = self.units[:count], self.units[count:]
+        self.history = self.history[sum(len(u.messages) for u in dropped):]
         self.history_tokens -= sum(u.total() for u in dropped)
         self.dropped += sum(len(u.messages) for u in dropped)
         fields: dict[str, Any] = {"strategy": self.settings.compaction, "before_tokens": before,
@@ -197,9 +201,13 @@ class Context:
         """Units added since the last save. Saving appends only these, so that a save costs what
         changed, not the size of the context; units leave only from the front, so the state needs
         no more than the id of the first unit still in the context."""
-        fresh = [vars(u) for u in self.units if u.id >= self.saved_to]
+        fresh = []
+        for unit in reversed(self.units):  # the new ones are at the end: look no further back
+            if unit.id < self.saved_to:
+                break
+            fresh.append(vars(unit))
         self.saved_to = self.next_id
-        return fresh
+        return fresh[::-1]
 
     @classmethod
     def restore(cls, data: dict[str, Any], units: list[dict[str, Any]], settings: ContextSpec,

@@ -210,7 +210,7 @@ class Loop:
         return {"run_id": self.record.run_id, "spec_name": self.spec.name, "spec_sha256": self.resolved.sha256,
                 "spec_file": str(self.resolved.file), **git_info(self.resolved.file), "model": self.model.name,
                 "workdir": str(self.workdir), "parent_run": self.parent, "pid": os.getpid(),
-                "sandbox": self.policy.backend}
+                "sandbox": self.policy.backend, "snapshot_ignored": self.snapshot.ignored[:50]}
 
     def save(self) -> None:
         units_bytes = self.record.append_units(self.context.new_units())

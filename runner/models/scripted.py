@@ -13,6 +13,7 @@ never shifts the script. The script's format is spec/script.py. `Recorder` write
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from ..spec.script import load_script
 from .base import Model, ToolCall, Turn
 from .tokens import MESSAGE_OVERHEAD, estimate, message_text
 
+MAX_RECORDED = 1000
+
 
 class ScriptedModel:
     name = "scripted"
@@ -31,13 +34,15 @@ class ScriptedModel:
         self.script = script
         self.turns = load_script(script)
         self.position = 0  # the next turn; saved in state.json, so a resumed run goes on from here
-        self.calls: list[dict[str, Any]] = []
+        # the calls it got, the last MAX_RECORDED of them (each prompt list as the loop made it, not a copy)
+        self.calls: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDED)
+        self._counted: tuple[int, list[Any], int] = (0, [], 0)  # a prompt's length, its markers, its tokens
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                  purpose: str = "act", deadline: float | None = None) -> Turn:
-        self.calls.append({"purpose": purpose, "messages": list(messages),
+        self.calls.append({"purpose": purpose, "messages": messages,
                            "tools": [t["function"]["name"] for t in tools]})
-        prompt = sum(estimate(message_text(m)) + MESSAGE_OVERHEAD for m in messages)
+        prompt = self._prompt_tokens(messages)
         if purpose == "summarize":
             return self._summary(messages, prompt)
         if self.position >= len(self.turns):
@@ -51,6 +56,18 @@ class ScriptedModel:
                  for i, item in enumerate(turn.tools) for name, args in item.items()]
         text = turn.say or turn.summary or ""
         return Turn(text, calls, prompt, estimate(text) + 1, 0.0, 0.0, self.name)
+
+    def _prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
+        """The whole prompt's estimate, as a provider bills it. Between compactions a prompt is the
+        last one (the same message objects) with more at its end: only the new messages are counted."""
+        known, markers, tokens = self._counted
+        same = known and len(messages) >= known and all(
+            messages[i] is marker for i, marker in zip((0, 1, known - 1), markers))
+        new = messages[known:] if same else messages
+        tokens = (tokens if same else 0) + sum(estimate(message_text(m)) + MESSAGE_OVERHEAD for m in new)
+        if messages:
+            self._counted = (len(messages), [messages[i] for i in (0, min(1, len(messages) - 1), -1)], tokens)
+        return tokens
 
     def _summary(self, messages: list[dict[str, Any]], prompt: int) -> Turn:
         upcoming = self.turns[self.position] if self.position < len(self.turns) else None

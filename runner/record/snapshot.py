@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 # Tool caches, VCS folders and the run record: never part of the workdir as the run sees it.
@@ -25,14 +26,51 @@ MAX_COPY_TOTAL = 32 * 1024 * 1024
 MAX_DIFF_CHARS = 60000
 
 
+RUNS_MARKER = ".loop-runs"  # in every runs directory, wherever it is: no walk descends into one
+
+
 def walk(root: Path) -> list[str]:
-    """Relative paths of the workdir's files, skipping caches, VCS folders and the run record."""
+    """Relative paths of the workdir's files, skipping caches, VCS folders and runs directories."""
     found = []
     for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not os.path.exists(os.path.join(folder, d, RUNS_MARKER))]
         rel = os.path.relpath(folder, root)
         found += [name if rel == "." else f"{rel}/{name}" for name in names]
     return sorted(found)
+
+
+GIT_FILES = ["ls-files", "-z", "--others", "--exclude-standard"]
+
+
+def listing(root: Path) -> list[str]:
+    """The files a snapshot keeps. In a git repository the files git would (tracked, and untracked
+    but not ignored), so `venv/`, `build/`, `.tox/` and whatever else .gitignore names are left
+    out (`ignored` says which); elsewhere every file `walk` finds."""
+    found = _git(root, "--cached")
+    if found is None:
+        return walk(root)
+    names = sorted({n for n in found if os.path.lexists(root / n)})
+    runs = {d for d in {os.path.dirname(n) for n in names} if d and _under_runs(root, d)}
+    return [n for n in names if not SKIP_DIRS & set(n.split("/")[:-1]) and not any(n.startswith(r + "/") for r in runs)]
+
+
+def ignored(root: Path) -> list[str]:
+    """What .gitignore leaves out of the snapshot (a folder once, not each file in it)."""
+    return _git(root, "--ignored", "--directory") or []
+
+
+def _git(root: Path, *options: str) -> list[str] | None:
+    try:
+        done = subprocess.run(["git", "-C", str(root), *GIT_FILES, *options], capture_output=True, timeout=60,
+                              check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None  # no git, or not a repository
+    return [n for n in done.stdout.decode(errors="surrogateescape").split("\0") if n]
+
+
+def _under_runs(root: Path, folder: str) -> bool:
+    parts = folder.split("/")
+    return any(os.path.exists(root.joinpath(*parts[:i], RUNS_MARKER)) for i in range(1, len(parts) + 1))
 
 
 def fingerprint(root: Path) -> str:
@@ -47,17 +85,18 @@ def fingerprint(root: Path) -> str:
 
 
 class Snapshot:
-    def __init__(self, root: Path, folder: Path, hashes: dict[str, str]):
+    def __init__(self, root: Path, folder: Path, hashes: dict[str, str], ignored: list[str] | None = None):
         self.root = root
         self.folder = folder
         self.hashes = hashes
+        self.ignored = ignored or []  # what .gitignore left out of it (run_started says so)
 
     @classmethod
     def take(cls, root: Path, folder: Path) -> Snapshot:
         blobs = folder / "blobs"
         blobs.mkdir(parents=True, exist_ok=True)
         hashes, copied = {}, 0
-        for rel in walk(root):
+        for rel in listing(root):
             signature, data = _signature(root / rel)
             if signature is None:
                 continue
@@ -66,18 +105,22 @@ class Snapshot:
                 (blobs / signature).write_bytes(data)
                 copied += len(data)
         (folder / "manifest.json").write_text(json.dumps(hashes), encoding="utf-8")
-        return cls(root, folder, hashes)
+        left_out = ignored(root)
+        (folder / "ignored.json").write_text(json.dumps(left_out), encoding="utf-8")
+        return cls(root, folder, hashes, left_out)
 
     @classmethod
     def load(cls, root: Path, folder: Path) -> Snapshot:
-        return cls(root, folder, json.loads((folder / "manifest.json").read_text(encoding="utf-8")))
+        ignored = folder / "ignored.json"
+        return cls(root, folder, json.loads((folder / "manifest.json").read_text(encoding="utf-8")),
+                   json.loads(ignored.read_text(encoding="utf-8")) if ignored.exists() else [])
 
     def current(self, rel: str) -> str | None:
         return _signature(self.root / rel)[0]
 
     def changed(self, pattern: str = "*") -> list[str]:
         """Files matching `pattern` that were added, removed or modified since the start."""
-        now = set(walk(self.root))
+        now = set(listing(self.root))
         names = sorted(now | set(self.hashes))
         return [rel for rel in names if glob_match(rel, pattern) and self.hashes.get(rel) != self.current(rel)]
 

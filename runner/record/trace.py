@@ -30,6 +30,7 @@ import yaml
 
 from ..errors import RunError, UsageError
 from .masking import masked
+from .snapshot import RUNS_MARKER
 
 
 class Observer(Protocol):
@@ -108,6 +109,7 @@ class Record:
     @classmethod
     def create(cls, runs: Path, spec_name: str) -> Record:
         runs.mkdir(parents=True, exist_ok=True)
+        (runs / RUNS_MARKER).touch()  # walks of a workdir that holds this runs directory skip it
         stamp = time.strftime("%Y%m%d-%H%M%S")
         while True:  # exclusive mkdir: concurrent runs never share a folder
             folder = runs / f"{stamp}-{spec_name}-{secrets.token_hex(2)}"

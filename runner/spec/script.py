@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,16 @@ class Script(BaseModel):
 
 
 def load_script(path: Path) -> list[ScriptTurn]:
+    """The script's turns; read once per content (`loop run` validates it, then the model replays it)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return _load(path, 0, 0)  # load_file says what is wrong with the path
+    return _load(path, info.st_mtime_ns, info.st_size)
+
+
+@lru_cache(maxsize=16)
+def _load(path: Path, mtime_ns: int, size: int) -> list[ScriptTurn]:
     doc = located.load_file(path, located.LList, "script", "a YAML list of turns (`- say: ...` with "
                             "optional `tools:`)")
     tree = located.LDict({"turns": doc}, loc=doc.loc)
