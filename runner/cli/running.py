@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -13,8 +14,7 @@ import click
 from ..engine.status import Stop, exit_code
 from ..errors import UsageError
 from ..record.masking import mask, masked
-from ..record.trace import read_events, runs_dir
-from ..tools.sandbox import runs_commands
+from ..record.trace import read_events_from, runs_dir
 from .app import VAR_OPTION, cli, reports_errors, var_options
 from .display import Display, format_event
 
@@ -23,6 +23,8 @@ RUNS_DIR_OPTION = click.option("--runs-dir", "runs_option", type=click.Path(file
 
 
 def _warn_if_unconfined(loop: Any) -> None:
+    from ..tools.sandbox import runs_commands
+
     if loop.policy.backend == "none" and runs_commands(loop.spec):
         click.echo("warning: sandbox.backend is none: this run's commands are not confined "
                    "(README: Security)", err=True)
@@ -134,10 +136,11 @@ def resume(run_id: str, as_json: bool, quiet: bool, runs_option: str | None, **l
 @reports_errors
 def runs(spec_name: str | None, status: str | None, limit: int, as_json: bool, runs_option: str | None) -> int:
     """List runs, newest first."""
-    from ..record.runs import all_runs
+    from ..record.runs import runs_in
 
-    found = [r for r in all_runs(runs_dir(runs_option, Path.cwd()))
-             if (spec_name is None or r["spec"] == spec_name) and (status is None or r["status"] == status)][:limit]
+    wanted = (r for r in runs_in(runs_dir(runs_option, Path.cwd()))
+              if (spec_name is None or r["spec"] == spec_name) and (status is None or r["status"] == status))
+    found = list(itertools.islice(wanted, limit))  # summarises only as many runs as it shows
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return 0
@@ -161,14 +164,14 @@ def show(run_id: str, as_json: bool, follow: bool, runs_option: str | None) -> i
 
     folder = find(runs_dir(runs_option, Path.cwd()), run_id)
     color = sys.stdout.isatty() and not as_json
-    seen = 0
+    events, offset = [], 0
     while True:
-        events = read_events(folder / "trace.jsonl")
-        for event in events[seen:]:
+        fresh, offset = read_events_from(folder / "trace.jsonl", offset)  # only what was written since
+        for event in fresh:
             line = json.dumps(event) if as_json else format_event(event, color)
             if line is not None:
                 click.echo(line)
-        seen = len(events)
+        events += fresh
         if not follow or (events and events[-1]["type"] == "run_finished"):
             break
         time.sleep(0.2)

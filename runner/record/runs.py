@@ -6,13 +6,15 @@ A run's status is read from its trace: the `run_finished` event, or, for a run w
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .trace import read_events
+from .trace import read_events_in
 
 
 def find(runs: Path, ref: str) -> Path:
@@ -28,23 +30,38 @@ def find(runs: Path, ref: str) -> Path:
                      "...); give more of the id")
 
 
+TAIL_BYTES = 256 * 1024  # the last event of a trace is in its last 256 KB
+
+
 def summary(folder: Path) -> dict[str, Any]:
-    """One run at a glance, from the first and last events of its trace (and state, if it is going)."""
-    events = read_events(folder / "trace.jsonl")
-    first = next((e for e in events if e["type"] == "run_started"), {})
-    last = events[-1] if events else {}
+    """One run at a glance, from the first and the last event of its trace (read without what lies
+    between) and, for a run without an end, its state and whether a process holds its lock."""
+    first, last = _ends(folder / "trace.jsonl")
     info = {"id": folder.name, "spec": first.get("spec_name", "?"), "started": first.get("ts", ""),
             "model": first.get("model", ""), "parent_run": first.get("parent_run")}
     if last.get("type") == "run_finished":
         tokens = last.get("prompt_tokens", 0) + last.get("completion_tokens", 0)
         return {**info, "status": last["status"], "iterations": last.get("iterations", 0), "tokens": tokens,
                 "cost_usd": last.get("cost_usd"), "duration_s": last.get("duration_s")}
-    pid = next((e.get("pid") for e in reversed(events) if e["type"] in ("run_started", "run_resumed")), None)
     counters = _counters(folder)
-    return {**info, "status": "running" if pid and _alive(pid) else "crashed",
+    return {**info, "status": "running" if _locked(folder) else "crashed",
             "iterations": counters.get("iteration", 0),
             "tokens": counters.get("prompt_tokens", 0) + counters.get("completion_tokens", 0),
             "cost_usd": counters.get("cost_usd"), "duration_s": counters.get("elapsed_before")}
+
+
+def _ends(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline()
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(size - TAIL_BYTES, 0))
+            tail = handle.read().splitlines()
+    except OSError:
+        return {}, {}
+    events = read_events_in([first.decode("utf-8", errors="replace")])
+    last = next((e for line in reversed(tail) for e in read_events_in([line.decode("utf-8", errors="replace")])), {})
+    return (events[0] if events else {}), last
 
 
 def _counters(folder: Path) -> dict[str, Any]:
@@ -54,16 +71,19 @@ def _counters(folder: Path) -> dict[str, Any]:
         return {}
 
 
-def _alive(pid: int) -> bool:
+def _locked(folder: Path) -> bool:
+    """Whether a process is writing the run now: it holds RUN/lock (the kernel lets go when it dies)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+        with open(folder / "lock", "a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
         return True
-    return True
+    except OSError:
+        return False
+    return False
 
 
-def all_runs(runs: Path) -> list[dict[str, Any]]:
-    folders = sorted((p for p in runs.iterdir() if (p / "trace.jsonl").exists()), reverse=True) if runs.is_dir() else []
-    return [summary(folder) for folder in folders]
+def runs_in(runs: Path) -> Iterator[dict[str, Any]]:
+    """The runs in `runs`, newest first, each summarised only when asked for (`loop runs --limit`)."""
+    folders = sorted((p for p in runs.iterdir() if p.is_dir()), reverse=True) if runs.is_dir() else []
+    return (summary(folder) for folder in folders if (folder / "trace.jsonl").exists())

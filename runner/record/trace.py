@@ -196,10 +196,23 @@ class Record:
 
 def read_events(path: Path) -> list[dict[str, Any]]:
     """The trace's events; a last line cut off by a crash is skipped, not an error."""
+    return read_events_from(path)[0]
+
+
+def read_events_from(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """The events written after byte `offset`, and the offset after the last whole line read: a
+    follower reads only what is new, and a line still being written waits for the next look."""
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
     except FileNotFoundError:
-        return []
+        return [], offset
+    whole = data[: data.rfind(b"\n") + 1]
+    return read_events_in(whole.decode("utf-8", errors="replace").splitlines()), offset + len(whole)
+
+
+def read_events_in(lines: list[str]) -> list[dict[str, Any]]:
     return list(_parse_lines(lines))
 
 
@@ -207,7 +220,9 @@ def _parse_lines(lines: list[str]) -> list[dict[str, Any]]:
     events = []
     for line in lines:
         try:
-            events.append(json.loads(line))
+            event = json.loads(line)
         except ValueError:
             continue
+        if isinstance(event, dict) and "type" in event:  # a damaged line may still parse, as a number say
+            events.append(event)
     return events

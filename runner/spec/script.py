@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import SpecError
@@ -50,8 +51,15 @@ def load_script(path: Path) -> list[ScriptTurn]:
     return _load(path, info.st_mtime_ns, info.st_size)
 
 
+_FAST = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @lru_cache(maxsize=16)
 def _load(path: Path, mtime_ns: int, size: int) -> list[ScriptTurn]:
+    try:  # the fast way: a recorded script of thousands of turns, read without a position for every value
+        return Script.model_validate({"turns": yaml.load(path.read_bytes(), Loader=_FAST)}).turns
+    except (OSError, yaml.YAMLError, ValidationError):
+        pass  # read it again the careful way, for errors that say where
     doc = located.load_file(path, located.LList, "script", "a YAML list of turns (`- say: ...` with "
                             "optional `tools:`)")
     tree = located.LDict({"turns": doc}, loc=doc.loc)
