@@ -61,9 +61,9 @@ def _retry_reporter(record: Record, display: Observer | None) -> Any:
 
 def resume(folder: Path, *, display: Observer | None = None, **stop: Any) -> tuple[Loop, tuple[str, dict[str, Any]]]:
     """A loop that continues the run in `folder`, and the `run_resumed` event that opens it."""
+    status = summary(folder)["status"]  # before taking the lock, which `summary` would take for a live writer
     record = Record(folder).lock()
     state = record.load_state()
-    status = summary(folder)["status"]
     if status in ("verified", "finished", "running"):
         raise UsageError(f"run {folder.name} is {status}; only an interrupted or stopped run can be resumed")
     resolved = with_overrides(resolve(folder / "spec.yaml"), **stop)
