@@ -119,7 +119,8 @@ def test_edit_file_keeps_every_byte_it_does_not_edit_and_refuses_binaries(tmp_pa
     assert "binary" in outputs(loop)[3][1]
 
 
-def test_a_fifo_and_a_catastrophic_pattern_hang_nothing(tmp_path):
+def test_a_fifo_and_a_catastrophic_pattern_hang_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr("runner.tools.files.SEARCH_SECONDS", 1.0)  # the bound, shorter: the test need not wait 10 s
     work = tmp_path / "work"
     work.mkdir()
     os.mkfifo(work / "pipe")
@@ -130,7 +131,7 @@ def test_a_fifo_and_a_catastrophic_pattern_hang_nothing(tmp_path):
     started = time.monotonic()
     loop, _ = run(scripted(tmp_path, turns, ["search_files", "write_file", "read_file"],
                            [{"name": "pipe-kept", "file": {"path": "pipe", "unchanged": True}}]), tmp_path)
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 15
     results = outputs(loop)
     assert results[0] == (True, "(no matches)")
     assert not results[1][0] and "ran out of time" in results[1][1]
@@ -214,3 +215,12 @@ def test_terminal_escapes_in_tool_output_never_reach_the_terminal(tmp_path, loop
     shown = loop_cli("show", run_folder(tmp_path / "runs").name).stdout
     for text in (result.output, shown):
         assert "\x1b" not in text and "\x07" not in text
+
+
+def test_html_in_a_spec_or_a_tool_argument_is_text_in_the_report(tmp_path, loop_cli):
+    evil = "<img src=x onerror=alert(1)>"
+    turns = [{"tools": [{"write_file": {"path": "a.txt", "content": evil}}]}]
+    path = scripted(tmp_path, turns, ["write_file"], vars={evil: evil})
+    loop_cli("run", path)
+    page = Path(loop_cli("report", run_folder(tmp_path / "runs").name).stdout.strip()).read_text()
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page

@@ -8,16 +8,16 @@ chart, each check's history across rounds, and the workdir's diff from start to 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from ..errors import LoopError
 from ..record.masking import mask, masked
 from ..record.runs import summary
-from ..record.trace import read_events
+from ..record.trace import Record, read_events
 
 TEMPLATE = Path(__file__).parent / "report.html.j2"
 CHART_W, CHART_H = 760, 180
@@ -79,8 +79,10 @@ def build(folder: Path) -> str:
     """The HTML page of the run recorded in `folder`."""
     # masked again as read, with this process's environment: the page is built from masked values
     events = masked(read_events(folder / "trace.jsonl"))
-    state_file = folder / "state.json"
-    state = masked(json.loads(state_file.read_text(encoding="utf-8"))) if state_file.exists() else {}
+    try:
+        state = masked(Record(folder).load_state())
+    except LoopError:  # a run with no state yet, or a damaged one: the page shows what the trace holds
+        state = {}
     pinned = state.get("context", {}).get("pinned", [])
     diff_file = folder / "changes.diff"
     items = iterations(events)

@@ -94,7 +94,7 @@ class Loop:
         kind, fields = opening or ("run_started", self.started_fields())
         self.emit(kind, **fields)
         self.record.write_spec(self.spec.document())
-        self.save()
+        self.save(checkpoint=True)  # a state.json from the start: resume needs one
         try:
             self.measure_baselines()
             while True:
@@ -212,7 +212,7 @@ class Loop:
                 "workdir": str(self.workdir), "parent_run": self.parent, "pid": os.getpid(),
                 "sandbox": self.policy.backend, "snapshot_ignored": self.snapshot.ignored[:50]}
 
-    def save(self) -> None:
+    def save(self, checkpoint: bool = False) -> None:
         units_bytes = self.record.append_units(self.context.new_units())
         self.record.save_state({
             "run_id": self.record.run_id, "spec_file": str(self.resolved.file), "workdir": str(self.workdir),
@@ -220,7 +220,7 @@ class Loop:
             "context": self.context.state(), "progress": self.progress.state(), "artifacts": self.artifacts.count,
             "model_position": getattr(self.model, "position", None), "trace_bytes": self.record.trace_size(),
             "units_bytes": units_bytes, "protected": [str(p) for p in self.policy.protected],
-            "baselines": self.baselines})
+            "baselines": self.baselines}, checkpoint)
 
     def close(self, outcome: Stop) -> None:
         try:
@@ -229,7 +229,7 @@ class Loop:
                       iterations=self.counters.iteration, prompt_tokens=self.counters.prompt_tokens,
                       completion_tokens=self.counters.completion_tokens, cost_usd=round(self.counters.cost_usd, 6),
                       unpriced_calls=self.counters.unpriced_calls, duration_s=round(self.counters.elapsed(), 3))
-            self.save()
+            self.save(checkpoint=True)
         except OSError as error:  # the end of the record is lost; the outcome still reaches the user
             outcome.message += f" (the end of the run record could not be written: {error})"
         finally:

@@ -7,14 +7,13 @@ A run's status is read from its trace: the `run_finished` event, or, for a run w
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
-from .trace import read_events_in
+from ..errors import LoopError, UsageError
+from .trace import Record, read_events_in
 
 
 def find(runs: Path, ref: str) -> Path:
@@ -66,8 +65,8 @@ def _ends(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _counters(folder: Path) -> dict[str, Any]:
     try:
-        return json.loads((folder / "state.json").read_text(encoding="utf-8"))["counters"]
-    except (OSError, ValueError, KeyError):
+        return Record(folder).load_state()["counters"]
+    except (OSError, LoopError, KeyError):
         return {}
 
 

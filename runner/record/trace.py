@@ -69,6 +69,7 @@ class Record:
         self.units_path = folder / "units.jsonl"
         self._trace: TextIO | None = None
         self._lock: TextIO | None = None
+        self.seq = 0  # saves of the state so far: the newest state is the one with the highest
 
     def lock(self) -> Record:
         """Become the run's only writer: an exclusive lock on RUN/lock until close() or the process's end.
@@ -166,10 +167,22 @@ class Record:
             raise RunError(f"units.jsonl of run {self.run_id} is damaged: the context the run had built "
                            "(its turns and tool results) is lost, so it cannot be resumed; start a new run") from None
 
-    def save_state(self, state: dict[str, Any]) -> None:
-        write_atomic(self.folder / "state.json", json.dumps(masked(state), default=str, ensure_ascii=False))
+    def save_state(self, state: dict[str, Any], checkpoint: bool = False) -> None:
+        """Journal the state: one appended line per save (a rename per iteration was most of the
+        runner's cost), and `state.json` rewritten every CHECKPOINT_EVERY saves and at the end."""
+        self.seq += 1
+        line = json.dumps(masked({**state, "seq": self.seq}), default=str, ensure_ascii=False)
+        journal = self.folder / "state.jsonl"
+        if checkpoint or self.seq % CHECKPOINT_EVERY == 0:
+            write_atomic(self.folder / "state.json", line)
+            journal.unlink(missing_ok=True)  # a crash before this leaves older lines: the newest `seq` wins
+            return
+        with open(journal, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
 
     def load_state(self) -> dict[str, Any]:
+        """The newest whole state: the checkpoint, or a later line of the journal (a line cut short
+        by a crash is passed over)."""
         path = self.folder / "state.json"
         if not path.exists():
             raise UsageError(f"run {self.run_id} has no state.json (it ended before its first save)")
@@ -181,6 +194,10 @@ class Record:
             raise RunError(f"state.json of run {self.run_id} is damaged ({str(exc)[:80]}), so the run cannot be "
                            "resumed: what it did is still in trace.jsonl (`loop show`), but its context and counters "
                            "are lost; start a new run") from None
+        for line in _journal_lines(self.folder / "state.jsonl"):
+            if line.get("seq", 0) > state.get("seq", 0) and "counters" in line:
+                state = line
+        self.seq = state.get("seq", 0)
         return state
 
     def write_spec(self, view: dict[str, Any]) -> None:
@@ -192,6 +209,23 @@ class Record:
             if handle is not None:
                 handle.close()  # closing the lock file releases the lock
         self._trace = self._lock = None
+
+
+CHECKPOINT_EVERY = 100
+
+
+def _journal_lines(path: Path) -> list[dict[str, Any]]:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    found = []
+    for line in lines:
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            continue
+    return [s for s in found if isinstance(s, dict)]
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
