@@ -224,3 +224,21 @@ def test_html_in_a_spec_or_a_tool_argument_is_text_in_the_report(tmp_path, loop_
     loop_cli("run", path)
     page = Path(loop_cli("report", run_folder(tmp_path / "runs").name).stdout.strip()).read_text()
     assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_the_newest_whole_state_wins_over_a_cut_or_stale_journal(tmp_path):
+    from runner.record.trace import Record
+
+    folder = tmp_path / "r"
+    folder.mkdir()
+    record = Record(folder)
+    for i in range(1, 5):  # a checkpoint, then three journal lines
+        record.save_state({"counters": {"iteration": i}}, checkpoint=i == 1)
+    assert Record(folder).load_state()["counters"]["iteration"] == 4
+    with open(folder / "state.jsonl", "a") as journal:
+        journal.write('{"seq": 9, "counters": {"itera')  # a line a crash cut short
+    assert Record(folder).load_state()["counters"]["iteration"] == 4
+    record.save_state({"counters": {"iteration": 5}}, checkpoint=True)
+    assert not (folder / "state.jsonl").exists()
+    (folder / "state.jsonl").write_text('{"seq": 3, "counters": {"iteration": 3}}\n')  # a crash before the unlink
+    assert Record(folder).load_state()["counters"]["iteration"] == 5
