@@ -160,7 +160,7 @@ def test_huge_files_and_outputs_stay_bounded(tmp_path):
     ("ranges", "objective: '{% for i in range(9999) %}{% for j in range(9999) %}x{% endfor %}{% endfor %}'\n",
      "range() of more than 1000 items"),
     ("loops", "objective: '{% for i in range(999) %}{% for j in range(999) %}xx{% endfor %}{% endfor %}'\n",
-     "more than 1,000,000 characters"),
+     "ranges of more than 100,000 items in one template"),
     ("deep", "vars:\n  d: " + "{a: " * 300 + "1" + "}" * 300 + "\n", "nested more than 64 levels"),
     ("bigint", "stop: {max_iterations: " + "9" * 5000 + "}\n", "a number too long to read"),
     ("zero", "stop: {timeout: 0}\n", "a duration must be more than 0"),
@@ -242,3 +242,12 @@ def test_the_newest_whole_state_wins_over_a_cut_or_stale_journal(tmp_path):
     assert not (folder / "state.jsonl").exists()
     (folder / "state.jsonl").write_text('{"seq": 3, "counters": {"iteration": 3}}\n')  # a crash before the unlink
     assert Record(folder).load_state()["counters"]["iteration"] == 5
+
+
+def test_a_summary_of_a_large_budget_renders_its_whole_transcript(write):
+    """A 1M-token budget drops megabytes of turns at once; their transcript is a value, not a bomb."""
+    write("s.loop.yaml", "version: 1\nname: s\nmodel: m\nobjective: o\n")
+    transcript = "[tool result] " + "x" * 4_000_000
+    prompt = resolve("s.loop.yaml").renderer(Path(".")).prompt("summarize", objective="o", previous="",
+                                                                transcript=transcript)
+    assert transcript in prompt

@@ -20,6 +20,7 @@ import shlex
 import time
 import traceback
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, get_args, get_origin
@@ -31,9 +32,11 @@ from pydantic import BaseModel
 from ..errors import Problem, TemplateError
 from .format import JINJA, union_members
 
-MAX_OUTPUT = 1_000_000
+MAX_OUTPUT = 16_000_000  # above a 1M-token budget's summary transcript: values may be large, loops may not
 MAX_SECONDS = 2.0
-MAX_RANGE = 1000
+MAX_RANGE = 1000  # items of one range()
+MAX_RANGE_TOTAL = 100_000  # items of all range() calls in one render: nested loops stop here
+_range_left: ContextVar[int] = ContextVar("range_left", default=MAX_RANGE_TOTAL)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,11 @@ def _range(*args: int) -> range:
     found = range(*args)
     if len(found) > MAX_RANGE:
         raise jinja2.exceptions.SecurityError(f"range() of more than {MAX_RANGE} items")
+    left = _range_left.get() - len(found)
+    if left < 0:
+        raise jinja2.exceptions.SecurityError(f"ranges of more than {MAX_RANGE_TOTAL:,} items in one template "
+                                              "(loops in loops)")
+    _range_left.set(left)
     return found
 
 
@@ -127,6 +135,7 @@ def _compile(text: str, how: str) -> jinja2.Template:
 def render(text: str, context: Mapping[str, Any], source: Source, how: str = "text") -> str:
     """Render `text`; any failure is a TemplateError located in the source's file. The output is built
     piece by piece, so a template that grows past MAX_OUTPUT or runs past MAX_SECONDS stops there."""
+    budget = _range_left.set(MAX_RANGE_TOTAL)
     try:
         return _bounded(_compile(text, how).generate(context), source)
     except jinja2.TemplateSyntaxError as exc:
@@ -137,6 +146,8 @@ def render(text: str, context: Mapping[str, Any], source: Source, how: str = "te
         raise _error(source, _failing_line(exc), f"not allowed in a template: {exc}") from None
     except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
         raise _error(source, _failing_line(exc), f"template failed: {exc}") from None
+    finally:
+        _range_left.reset(budget)
 
 
 def _bounded(pieces: Iterator[str], source: Source) -> str:
