@@ -46,7 +46,7 @@ def spawn(tmp_path, *args):
 def holding(tmp_path):
     """Wait until a spawned run is inside its hold tool (iteration 2), its command running; return its folder."""
     def inside():
-        folders = list((tmp_path / "runs").glob("*"))
+        folders = [p for p in (tmp_path / "runs").glob("*") if p.is_dir()]
         return folders and any(e["iteration"] == 2 for e in live_calls(folders[0])) and commands_of(folders[0].name)
     assert wait_until(inside, timeout=30)
     return run_folder(tmp_path / "runs")

@@ -3,13 +3,14 @@
     0 verified (or finished with no checks)    1 stopped by a limit or no progress
     2 invalid spec or usage                    3 provider or runtime error    130 interrupted
 
-Commands live in authoring.py and running.py and register on `cli`; main.py gathers them.
+Commands live in authoring.py and running.py and register on `cli` when first used (LazyGroup).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import signal
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +20,6 @@ import click
 from .. import __version__
 from ..engine.status import Status, exit_code
 from ..errors import LoopError, RunError, SpecError
-from ..spec.resolve import parse_var
 
 EXIT_USAGE = 2
 
@@ -65,6 +65,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def var_options(values: tuple[str, ...]) -> dict[str, Any]:
+    from ..spec.resolve import parse_var  # not at the top: `loop runs` need not load the spec format
+
     return dict(parse_var(v) for v in values)
 
 
@@ -72,7 +74,23 @@ VAR_OPTION = click.option("--var", "vars_", multiple=True, metavar="KEY=VALUE",
                           help="Override a spec var (the value is read as YAML: 3, true, text).")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Which module defines each command: a command's module is imported when the command is used (or
+# listed by --help), so `loop runs` does not pay for the spec format and the loop it never uses.
+COMMANDS = {**dict.fromkeys(("validate", "render", "schema", "templates", "init"), "runner.cli.authoring"),
+            **dict.fromkeys(("run", "resume", "runs", "show", "report"), "runner.cli.running")}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            importlib.import_module(COMMANDS[name])  # its commands register on `cli` as it loads
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="loop")
 def cli() -> None:
     """A declarative runner for long-running LLM agents: spec in, verified work out."""

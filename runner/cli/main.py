@@ -1,11 +1,10 @@
-"""`loop`: the command group with every command registered on it (the console script's entry)."""
+"""`loop`: the command group (the console script's entry); commands load as they are used."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-from . import authoring, running  # noqa: F401  (their commands register on `cli`)
 from .app import cli
 
 
