@@ -41,13 +41,13 @@ REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its res
 
 
 class Loop:
+    policy: Policy  # the sandbox of its commands (configure() derives it)
+
     def __init__(self, resolved: Resolved, workdir: Path, record: Record, model: Model, *,
                  model_for: Callable[[ModelSpec], Model] | None = None, display: Observer | None = None,
                  watcher: Any = None, state: dict[str, Any] | None = None, above: list[str] | None = None,
                  policy: Policy | None = None):
         self.workdir, self.record, self.model, self.model_for = workdir, record, model, model_for
-        # the sandbox of its commands; a refusal (no backend works) ends the setting up, and Record.new removes the run
-        self.policy: Policy = policy or policy_for(resolved.spec, resolved.files, workdir, record.folder.parent)
         self.display, self.watcher = display, watcher
         self.lineage = [*(above or []), record.run_id]  # the runs above this one (sub-loops), and this one
         self.parent = above[-1] if above else None
@@ -63,16 +63,19 @@ class Loop:
         self.context = (Context.restore(state["context"], record.read_units(state["units_bytes"]), settings,
                                         counter, self.artifacts) if state else
                         Context(settings, counter, self.artifacts, initial_messages(resolved.renderer(workdir))))
-        self.configure(resolved)
+        self.configure(resolved, policy)
 
-    def configure(self, resolved: Resolved) -> None:
-        """Build everything that follows from the spec; a hot reload calls this again."""
+    def configure(self, resolved: Resolved, policy: Policy | None = None) -> None:
+        """Build everything that follows from the spec; a hot reload calls this again. The sandbox
+        policy grows from `policy` (a resume's or a sub-loop's) or the one before the reload; a
+        refusal (no backend works) ends the setting up, and Record.new removes the run."""
         self.resolved, self.spec = resolved, resolved.spec
         self.renderer = resolved.renderer(self.workdir)
         self.limits = Limits(self.spec.stop)
         self.progress.scan = self.spec.stop.no_progress is not None
         protect = [self.renderer.field(("protect", i), glob) for i, glob in enumerate(self.spec.protect)]
-        self.policy = policy_for(self.spec, resolved.files, self.workdir, self.record.folder.parent, self.policy,
+        previous = policy or getattr(self, "policy", None)
+        self.policy = policy_for(self.spec, resolved.files, self.workdir, self.record.folder.parent, previous,
                                  protect)
         self.commands = Commands(self.policy, self.policy.environment(self.lineage))
         self.verifier = Verifier(self.spec, self.renderer, self.workdir, self.snapshot, self.commands,

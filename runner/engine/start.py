@@ -19,7 +19,7 @@ from ..models.scripted import ScriptedModel
 from ..record.runs import summary
 from ..record.trace import Observer, Record
 from ..spec.resolve import Resolved, resolve
-from ..tools.sandbox import policy_for
+from ..tools.sandbox import Policy
 from ..tools.shell import reap
 from .loop import Loop
 from .status import Status
@@ -74,10 +74,10 @@ def resume(folder: Path, *, display: Observer | None = None, **stop: Any) -> tup
     if isinstance(model, ScriptedModel) and state.get("model_position") is not None:
         model.position = state["model_position"]
     workdir = Path(state["workdir"])
-    files = resolved.files + [Path(p) for p in state.get("protected", [])]  # the spec's files, from the first start
+    protected = tuple(Path(p) for p in state.get("protected", []))  # the spec's files, from the first start
     loop = Loop(resolved, workdir, record, model, display=display, state=state,
                 above=state.get("lineage", [])[:-1], model_for=lambda spec: open_model(spec, None, None),
-                policy=policy_for(resolved.spec, files, workdir, folder.parent))
+                policy=Policy("none", workdir, protected=protected))  # what carries over; the loop derives the rest
     opening = {"run_id": record.run_id, "after_status": status, "spec_sha256": resolved.sha256, "pid": os.getpid(),
                "abandoned_events": abandoned, "reaped_process_groups": reaped}
     return loop, ("run_resumed", opening)

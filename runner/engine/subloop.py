@@ -26,7 +26,7 @@ from ..models.make import make_model
 from ..record.trace import Observer, Record
 from ..spec.format import Spec, ToolSpec
 from ..spec.resolve import resolve
-from ..tools.sandbox import Policy, policy_for
+from ..tools.sandbox import Policy
 from ..tools.toolbox import ToolResult
 from .context import Context
 from .limits import Counters, Limits
@@ -62,10 +62,9 @@ def run_subloop(parent: Running, tool: ToolSpec, args: dict[str, Any], new_loop:
     workdir = Path(resolved.spec.workdir) if resolved.spec.workdir else parent.workdir
     try:
         with Record.new(parent.record.folder.parent, resolved.spec.name) as record:
-            policy = policy_for(resolved.spec, resolved.files, workdir, record.folder.parent, parent.policy)
             child = new_loop(resolved, workdir, record, make_model(resolved.spec.model),
                              display=parent.display.nested() if parent.display else None, above=parent.lineage,
-                             policy=policy)
+                             policy=parent.policy)  # the child's grows from it: the parent's files stay protected
     except RunError as exc:  # e.g. no sandbox for its commands: the parent's model hears why
         return ToolResult(False, f"the sub-loop `{tool.name}` could not start: {exc}")
     outcome = child.run()
