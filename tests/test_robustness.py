@@ -120,7 +120,7 @@ def test_edit_file_keeps_every_byte_it_does_not_edit_and_refuses_binaries(tmp_pa
 
 
 def test_a_fifo_and_a_catastrophic_pattern_hang_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr("runner.tools.files.SEARCH_SECONDS", 1.0)  # the bound, shorter: the test need not wait 10 s
+    monkeypatch.setattr("runner.record.search.SEARCH_SECONDS", 1.0)  # the bound, shorter: the test need not wait 10 s
     work = tmp_path / "work"
     work.mkdir()
     os.mkfifo(work / "pipe")

@@ -7,18 +7,15 @@ The model sees a preview (the first and last lines), the size, and a handle such
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
-import regex
-
 from ..errors import ToolFailure
+from .search import Search
 
 PREVIEW_LINES = 12
 PREVIEW_CHARS = 1500
 MAX_READ_LINES = 400
 MAX_READ_CHARS = 16000
-SEARCH_SECONDS = 10.0
 
 
 class Artifacts:
@@ -62,16 +59,8 @@ class Artifacts:
 
 
 def _search(lines: list[str], pattern: str) -> str:
-    try:
-        compiled = regex.compile(pattern)  # linear on `(a+)+$`, and bounded in time on what still backtracks
-    except regex.error as exc:
-        raise ToolFailure(f"bad regular expression: {exc}") from None
-    deadline = time.monotonic() + SEARCH_SECONDS
-    try:
-        hits = [f"{n}: {line[:300]}" for n, line in enumerate(lines, 1)
-                if compiled.search(line, timeout=max(deadline - time.monotonic(), 0.001))]
-    except TimeoutError:
-        raise ToolFailure(f"the search ran out of time ({SEARCH_SECONDS:g}s); simplify the pattern") from None
+    search = Search(pattern)  # bounded in time, like search_files
+    hits = [f"{n}: {line[:300]}" for n, line in enumerate(lines, 1) if search.finds(line)]
     shown = hits[:MAX_READ_LINES // 2]
     more = f"\n[... {len(hits) - len(shown)} more matches]" if len(hits) > len(shown) else ""
     return "\n".join(shown) + more if hits else "(no matching lines)"

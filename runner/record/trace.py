@@ -146,7 +146,7 @@ class Record:
         """Bring the trace and the units journal back to what `state` saw: whatever a crash wrote after
         the last save belongs to an iteration that will run again. Returns the events cut from the trace."""
         self._cut(self.units_path, state["units_bytes"])
-        return _parse_lines(self._cut(self.trace_path, state["trace_bytes"]).splitlines())
+        return _objects(self._cut(self.trace_path, state["trace_bytes"]).splitlines(), "type")
 
     def append_units(self, units: list[dict[str, Any]]) -> int:
         """Append context units to the journal; return its size, which the next state records."""
@@ -195,7 +195,7 @@ class Record:
                            "resumed: what it did is still in trace.jsonl (`loop show`), but its context and counters "
                            "are lost; start a new run") from None
         for line in _journal_lines(self.folder / "state.jsonl"):
-            if line.get("seq", 0) > state.get("seq", 0) and "counters" in line:
+            if line.get("seq", 0) > state.get("seq", 0):
                 state = line
         self.seq = state.get("seq", 0)
         return state
@@ -216,16 +216,9 @@ CHECKPOINT_EVERY = 100
 
 def _journal_lines(path: Path) -> list[dict[str, Any]]:
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return _objects(path.read_text(encoding="utf-8", errors="replace").splitlines(), "counters")
     except FileNotFoundError:
         return []
-    found = []
-    for line in lines:
-        try:
-            found.append(json.loads(line))
-        except ValueError:
-            continue
-    return [s for s in found if isinstance(s, dict)]
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
@@ -247,16 +240,18 @@ def read_events_from(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]],
 
 
 def read_events_in(lines: list[str]) -> list[dict[str, Any]]:
-    return list(_parse_lines(lines))
+    return _objects(lines, "type")
 
 
-def _parse_lines(lines: list[str]) -> list[dict[str, Any]]:
-    events = []
+def _objects(lines: list[str], key: str) -> list[dict[str, Any]]:
+    """The lines that are JSON objects holding `key`: a line damaged by a crash is passed over (it
+    may not parse, or parse as a number)."""
+    found = []
     for line in lines:
         try:
-            event = json.loads(line)
+            value = json.loads(line)
         except ValueError:
             continue
-        if isinstance(event, dict) and "type" in event:  # a damaged line may still parse, as a number say
-            events.append(event)
-    return events
+        if isinstance(value, dict) and key in value:
+            found.append(value)
+    return found

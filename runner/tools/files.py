@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import regex
 
 from ..errors import ToolFailure
+from ..record.search import Search
 from ..record.snapshot import SKIP_DIRS
 from .workspace import Workspace
 
 MAX_LISTED = 1000
 MAX_MATCHES = 200
 MAX_SEARCH_BYTES = 2 * 1024 * 1024
-SEARCH_SECONDS = 10.0  # a whole search, however many files
 
 
 def read_file(ws: Workspace, path: str, start_line: int | None = None, end_line: int | None = None) -> str:
@@ -97,25 +93,8 @@ def list_files(ws: Workspace, path: str = ".", pattern: str | None = None) -> st
     return "\n".join(found[:MAX_LISTED]) + more
 
 
-def compile_pattern(pattern: str) -> Any:
-    """The agent's regular expression, with the `regex` module: it searches `(a+)+$` in linear time,
-    and takes a timeout for the patterns that still backtrack without end."""
-    try:
-        return regex.compile(pattern)
-    except regex.error as exc:
-        raise ToolFailure(f"bad regular expression: {exc}") from None
-
-
-def matches_within(compiled: Any, text: str, deadline: float) -> bool:
-    try:
-        return compiled.search(text, timeout=max(deadline - time.monotonic(), 0.001)) is not None
-    except TimeoutError:
-        raise ToolFailure(f"the search ran out of time ({SEARCH_SECONDS:g}s): the pattern backtracks too much; "
-                          "simplify it (no nested repeats like `(a+)+`)") from None
-
-
 def search_files(ws: Workspace, pattern: str, path: str = ".", glob: str | None = None) -> str:
-    compiled, deadline = compile_pattern(pattern), time.monotonic() + SEARCH_SECONDS
+    search = Search(pattern)
     start = ws.path(path)
     files = [start] if start.is_file() else list(_walk(ws, start))
     matches: list[str] = []
@@ -129,7 +108,7 @@ def search_files(ws: Workspace, pattern: str, path: str = ".", glob: str | None 
         if b"\x00" in data[:4096]:
             continue  # binary
         for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-            if matches_within(compiled, line, deadline):
+            if search.finds(line):
                 matches.append(f"{ws.show(file)}:{number}: {line[:300]}")
                 if len(matches) > MAX_MATCHES:
                     return "\n".join(matches[:MAX_MATCHES]) + "\n[... more matches; narrow the search]"
