@@ -31,7 +31,13 @@ def _model_call(e: dict[str, Any]) -> str:
     what = ", ".join(e.get("tool_calls") or []) or "answers without tools"
     purpose = f" ({e['purpose']})" if e.get("purpose", "act") != "act" else ""
     return (f"[{e['iteration']}] model{purpose}: {e.get('prompt_tokens', 0)}+{e.get('completion_tokens', 0)} "
-            f"tokens, {_money(e.get('cost_usd'))}, {e.get('latency_s', 0):.1f}s -> {what}")
+            f"tokens{_cached(e)}, {_money(e.get('cost_usd'))}, {e.get('latency_s', 0):.1f}s -> {what}")
+
+
+def _cached(e: dict[str, Any]) -> str:
+    read, written = e.get("cached_tokens") or 0, e.get("cache_write_tokens") or 0
+    parts = ([f"{read} cached"] if read else []) + ([f"{written} to cache"] if written else [])
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _tool_call(e: dict[str, Any]) -> str:
@@ -54,7 +60,8 @@ def _verify(e: dict[str, Any]) -> str:
 
 def _finished(e: dict[str, Any]) -> str:
     return (f"== {e['status']} after {e.get('iterations')} iterations: "
-            f"{e.get('prompt_tokens', 0) + e.get('completion_tokens', 0)} tokens, {_money(e.get('cost_usd'))}, "
+            f"{e.get('prompt_tokens', 0) + e.get('completion_tokens', 0)} tokens{_cached(e)}, "
+            f"{_money(e.get('cost_usd'))}, "
             f"{e.get('duration_s', 0):.1f}s" + (f" ({e['message']})" if e.get("message") else ""))
 
 
@@ -100,6 +107,34 @@ def format_event(event: dict[str, Any], color: bool = False) -> str | None:
     if event["type"] == "tool_call" and not event.get("ok"):
         return click.style(line, fg="yellow")
     return click.style(line, fg=COLORS.get(event["type"]))
+
+
+VERBOSE_LINES = 60  # of each output, in `loop show --verbose`
+
+
+def _block(text: str, limit: int = VERBOSE_LINES) -> list[str]:
+    lines = text.rstrip("\n").splitlines()
+    more = [f"... ({len(lines) - limit} more lines)"] if len(lines) > limit else []
+    return [f"      | {line}" for line in lines[:limit] + more]
+
+
+def details(event: dict[str, Any], output_of: Callable[[dict[str, Any]], str]) -> str | None:
+    """What `loop show --verbose` adds under an event: the model's words, a tool call's arguments and
+    output, a failing check's output."""
+    kind, lines = event.get("type"), []
+    if kind == "model_call" and (event.get("text") or "").strip():
+        lines = _block(event["text"])
+    elif kind == "tool_call":
+        args = event.get("args")
+        for name, value in args.items() if isinstance(args, dict) else [("raw", args)]:
+            shown = str(value)
+            lines += [f"      {name}:"] + _block(shown) if "\n" in shown else [f"      {name}: {shown}"]
+        lines += ["      output:"] + _block(output_of(event) or "(none)")
+    elif kind == "verify":
+        for result in event.get("results", []):
+            if not result.get("passed") and result.get("output_tail"):
+                lines += [f"      {result['name']} output (tail):"] + _block(result["output_tail"])
+    return printable(mask("\n".join(lines))) if lines else None
 
 
 class Display:

@@ -16,6 +16,7 @@ import jinja2
 
 from ..errors import LoopError
 from ..record.masking import mask, masked
+from ..record.outputs import Outputs
 from ..record.runs import summary
 from ..record.trace import Record, read_events
 
@@ -28,6 +29,7 @@ class Iteration:
     number: int
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     cost_usd: float = 0.0
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -41,6 +43,7 @@ def iterations(events: list[dict[str, Any]]) -> list[Iteration]:
         if event["type"] == "model_call":
             item.prompt_tokens += event.get("prompt_tokens") or 0
             item.completion_tokens += event.get("completion_tokens") or 0
+            item.cached_tokens += event.get("cached_tokens") or 0
             item.cost_usd += event.get("cost_usd") or 0.0
     return [found[n] for n in sorted(found)]
 
@@ -79,6 +82,10 @@ def build(folder: Path) -> str:
     """The HTML page of the run recorded in `folder`."""
     # masked again as read, with this process's environment: the page is built from masked values
     events = masked(read_events(folder / "trace.jsonl"))
+    outputs = Outputs(folder)
+    for event in events:  # in order: a reused call id finds its outputs in turn
+        if event["type"] == "tool_call":
+            event["output"] = outputs.of(event)
     try:
         state = masked(Record(folder).load_state())
     except LoopError:  # a run with no state yet, or a damaged one: the page shows what the trace holds

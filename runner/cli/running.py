@@ -16,7 +16,7 @@ from ..errors import UsageError
 from ..record.masking import mask, masked
 from ..record.trace import read_events_from, runs_dir
 from .app import VAR_OPTION, cli, reports_errors, var_options
-from .display import Display, format_event
+from .display import Display, details, format_event
 
 RUNS_DIR_OPTION = click.option("--runs-dir", "runs_option", type=click.Path(file_okay=False),
                                help="Where runs are recorded (default: WORKDIR/.loop/runs, or $LOOP_RUNS_DIR).")
@@ -156,21 +156,30 @@ def runs(spec_name: str | None, status: str | None, limit: int, as_json: bool, r
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the events as JSON lines.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing events until the run ends.")
+@click.option("--verbose", "-v", is_flag=True, help="Also the model's words, tool arguments and outputs, "
+              "and failing checks' output.")
 @RUNS_DIR_OPTION
 @reports_errors
-def show(run_id: str, as_json: bool, follow: bool, runs_option: str | None) -> int:
+def show(run_id: str, as_json: bool, follow: bool, verbose: bool, runs_option: str | None) -> int:
     """Show one run's timeline: model calls, tool calls, check rounds, compactions, reloads, totals."""
+    from ..record.outputs import Outputs
     from ..record.runs import find, summary
 
     folder = find(runs_dir(runs_option, Path.cwd()), run_id)
     color = sys.stdout.isatty() and not as_json
     events, offset = [], 0
+    outputs = Outputs(folder) if verbose and not as_json else None
     while True:
         fresh, offset = read_events_from(folder / "trace.jsonl", offset)  # only what was written since
+        if outputs and fresh:
+            outputs.refresh()
         for event in fresh:
             line = json.dumps(event) if as_json else format_event(event, color)
             if line is not None:
                 click.echo(line)
+            more = details(event, outputs.of) if outputs else None
+            if more:
+                click.echo(more)
         events += fresh
         if not follow or (events and events[-1]["type"] == "run_finished"):
             break

@@ -28,14 +28,16 @@ class Counters:
     iteration: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens: read from the provider's prompt cache
     cost_usd: float = 0.0
     unpriced_calls: int = 0  # calls whose cost litellm could not tell
     elapsed_before: float = 0.0  # seconds spent in earlier sessions of a resumed run
     started: float = field(default_factory=time.monotonic, repr=False)
 
-    def add(self, prompt: int, completion: int, cost: float | None) -> None:
+    def add(self, prompt: int, completion: int, cost: float | None, cached: int = 0) -> None:
         self.prompt_tokens += prompt
         self.completion_tokens += completion
+        self.cached_tokens += cached
         if cost is None:
             self.unpriced_calls += 1
         else:

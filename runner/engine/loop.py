@@ -29,13 +29,16 @@ from ..spec.format import ModelSpec
 from ..spec.resolve import Resolved
 from ..tools.sandbox import Commands, Policy, policy_for
 from ..tools.shell import kill_all
-from ..tools.toolbox import Hooks, Toolbox
+from ..tools.toolbox import Hooks, Toolbox, ToolResult
 from .context import Context, initial_messages
 from .limits import Counters, Limits, Progress
 from .status import Failed, Finished, Interrupted, Stop, Verified
 from .subloop import run_subloop
 
+TEXT_CHARS = 20000  # of each model reply, in the trace
 PREVIEW_CHARS = 1000  # of each tool output, in the trace (the whole output is in the context or an artifact)
+FINISH_DECLINED = ("finish was not taken: {failed} failed in this same turn, and you have not seen the result yet. "
+                   "Read it, fix what it shows, then call finish again.")
 REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its result will not change. "
                  "Try a different approach.]")
 
@@ -121,8 +124,8 @@ class Loop:
         self.limits.check(self.counters, self.progress)
         self.counters.iteration += 1
         turn = self.query()
-        finished = self.execute(turn.tool_calls)
-        results = self.verify(final=finished)
+        ending = self.execute(turn)
+        results = self.verify(ending)
         self.progress.iteration_done(turn.tool_calls, results)
         self.save()
 
@@ -161,50 +164,67 @@ class Loop:
         return None if left is None else time.monotonic() + left
 
     def account(self, turn: Turn, purpose: str) -> None:
-        self.counters.add(turn.prompt_tokens, turn.completion_tokens, turn.cost_usd)
+        self.counters.add(turn.prompt_tokens, turn.completion_tokens, turn.cost_usd, turn.cached_tokens)
         self.emit("model_call", purpose=purpose, model=turn.model, prompt_tokens=turn.prompt_tokens,
-                  completion_tokens=turn.completion_tokens, cost_usd=turn.cost_usd,
+                  completion_tokens=turn.completion_tokens, cached_tokens=turn.cached_tokens,
+                  cache_write_tokens=turn.cache_write_tokens, cost_usd=turn.cost_usd,
                   latency_s=round(turn.latency_s, 4), tool_calls=[c.name for c in turn.tool_calls],
-                  text=turn.text[:500], context_tokens=self.context.tokens())
+                  text=turn.text[:TEXT_CHARS], context_tokens=self.context.tokens())
 
-    def execute(self, calls: list[ToolCall]) -> bool:
-        """Run every call of the turn; True if the turn ends the agent's work (no calls, or `finish`)."""
-        finished = not calls
-        for call in calls:
-            repeated = self.progress.note_call(call)
-            started = time.monotonic()
-            args = call.args if call.args is not None else call.raw
-            try:
-                result = self.toolbox.call(call)
-            except KeyboardInterrupt:  # the call was cut short: the trace still says so
-                self.emit("tool_call", name=call.name, args=args, ok=False, interrupted=True,
-                          duration_s=round(time.monotonic() - started, 4), output_preview="", artifact=None)
-                raise
-            output = result.output + (REPEAT_NOTICE if repeated else "")
-            artifact = self.context.add_tool_result(call.id, call.name, output)
-            self.emit("tool_call", name=call.name, args=args, ok=result.ok, artifact=artifact,
-                      duration_s=round(time.monotonic() - started, 4), output_preview=output[:PREVIEW_CHARS],
-                      **result.record)
-            finished = finished or result.finish
-        return finished
+    def execute(self, turn: Turn) -> str | None:
+        """Run the turn's calls, `finish` after all the others. Return why the agent's work ends with
+        this turn: "finish", "no_tool" (a reply that called no tool) or "empty"; None if it goes on."""
+        if not turn.tool_calls:
+            return "no_tool" if turn.text.strip() else "empty"
+        ending: str | None = None
+        failed: list[str] = []
+        for call in sorted(turn.tool_calls, key=lambda c: c.name == "finish"):  # stable: the rest keep their order
+            if call.name == "finish" and failed:  # the model has not seen those results yet
+                result = ToolResult(False, FINISH_DECLINED.format(failed=", ".join(dict.fromkeys(failed))))
+                self.record_call(call, result, time.monotonic())
+            else:
+                result = self.call_tool(call)
+            if not result.ok:
+                failed.append(call.name)
+            ending = ending or ("finish" if result.finish else None)
+        return ending
 
-    def verify(self, final: bool) -> list[CheckResult] | None:
+    def call_tool(self, call: ToolCall) -> ToolResult:
+        started = time.monotonic()
+        try:
+            result = self.toolbox.call(call)
+        except KeyboardInterrupt:  # the call was cut short: the trace still says so
+            self.emit("tool_call", name=call.name, args=_args(call), ok=False, interrupted=True,
+                      duration_s=round(time.monotonic() - started, 4), output_preview="", artifact=None)
+            raise
+        return self.record_call(call, result, started)
+
+    def record_call(self, call: ToolCall, result: ToolResult, started: float) -> ToolResult:
+        """The result into the context (offloaded if large) and the trace."""
+        output = result.output + (REPEAT_NOTICE if self.progress.note_call(call) else "")
+        artifact = self.context.add_tool_result(call.id, call.name, output)
+        self.emit("tool_call", name=call.name, call_id=call.id, args=_args(call), ok=result.ok, artifact=artifact,
+                  duration_s=round(time.monotonic() - started, 4), output_preview=output[:PREVIEW_CHARS],
+                  **result.record)
+        return result
+
+    def verify(self, ending: str | None) -> list[CheckResult] | None:
         """Run the checks that are due; all of them passing in one round ends the run verified."""
-        if final and not self.spec.verify.checks:
+        if ending and not self.spec.verify.checks:
             raise Finished("the model stopped, and no checks are defined")
-        checks = self.verifier.due(final)
+        checks = self.verifier.due(final=ending is not None)
         if not checks:
             return None
         results = self.verifier.run(checks, self.counters.iteration, self.limits.time_left(self.counters))
         for result in results:
             self.counters.add(result.prompt_tokens, result.completion_tokens, result.cost_usd)
         self.last_results = results
-        self.emit("verify", final=final, results=[r.record() for r in results])
+        self.emit("verify", final=ending is not None, results=[r.record() for r in results])
         if all(r.passed for r in results):
             if len(results) == len(self.spec.verify.checks):
                 raise Verified(f"all {len(results)} checks passed")
         else:
-            self.context.add_user(failure_report(self.renderer, results, self.counters.iteration), "report")
+            self.context.add_user(failure_report(self.renderer, results, self.counters.iteration, ending), "report")
         return results
 
     def started_fields(self) -> dict[str, Any]:
@@ -230,10 +250,15 @@ class Loop:
             (self.record.folder / "changes.diff").write_text(mask(self.snapshot.diff()), encoding="utf-8")
             self.emit("run_finished", status=outcome.status.value, message=outcome.message,
                       iterations=self.counters.iteration, prompt_tokens=self.counters.prompt_tokens,
-                      completion_tokens=self.counters.completion_tokens, cost_usd=round(self.counters.cost_usd, 6),
+                      completion_tokens=self.counters.completion_tokens,
+                      cached_tokens=self.counters.cached_tokens, cost_usd=round(self.counters.cost_usd, 6),
                       unpriced_calls=self.counters.unpriced_calls, duration_s=round(self.counters.elapsed(), 3))
             self.save(checkpoint=True)
         except OSError as error:  # the end of the record is lost; the outcome still reaches the user
             outcome.message += f" (the end of the run record could not be written: {error})"
         finally:
             self.record.close()
+
+
+def _args(call: ToolCall) -> Any:
+    return call.args if call.args is not None else call.raw

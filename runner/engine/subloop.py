@@ -71,7 +71,7 @@ def run_subloop(parent: Running, tool: ToolSpec, args: dict[str, Any], new_loop:
     if outcome.status is Status.INTERRUPTED:
         raise KeyboardInterrupt  # Ctrl-C stops the parent too, not just the subtask
     spent = child.counters
-    parent.counters.add(spent.prompt_tokens, spent.completion_tokens, spent.cost_usd)
+    parent.counters.add(spent.prompt_tokens, spent.completion_tokens, spent.cost_usd, spent.cached_tokens)
     parent.counters.unpriced_calls += spent.unpriced_calls
     ok = outcome.status in (Status.VERIFIED, Status.FINISHED)
     results = child.last_results or _final_checks(child)

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+EMPTY_REPLY = "(empty reply)"
+
 
 @dataclass
 class ToolCall:
@@ -32,13 +34,18 @@ class Turn:
     cost_usd: float | None = 0.0
     latency_s: float = 0.0
     model: str = ""
+    cached_tokens: int = 0  # of prompt_tokens: read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of prompt_tokens: written to it (Anthropic prices these apart)
 
     def message(self) -> dict[str, Any]:
-        """The assistant message as it goes back into the context."""
-        message: dict[str, Any] = {"role": "assistant", "content": self.text or None}
-        if self.tool_calls:
-            message["tool_calls"] = [call.wire() for call in self.tool_calls]
-        return message
+        """The assistant message as it goes back into the context. Providers reject an assistant
+        message with neither content nor tool calls (llama.cpp: 500; Anthropic: 400), so an empty
+        reply goes back as a marker that says so."""
+        said = self.text if self.text.strip() else None
+        if not self.tool_calls:
+            return {"role": "assistant", "content": said or EMPTY_REPLY}
+        return {"role": "assistant", "content": said,
+                "tool_calls": [call.wire() for call in self.tool_calls]}
 
 
 class Model(Protocol):

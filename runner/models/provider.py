@@ -32,6 +32,22 @@ def _reason(exc: Exception) -> str:
     return text[:300]
 
 
+def _hint(causes: list[BaseException | None]) -> str:
+    """What to do about the failures, judged by their kinds: a 500 is not a bad key. A failure
+    without a provider error behind it (no key set, no time left) has said what it is already."""
+    lib = litellm()
+    advice = [((lib.AuthenticationError, lib.PermissionDeniedError), "check the key (api_key_env)"),
+              ((lib.NotFoundError,), "check the model name and api_base"),
+              ((lib.BadRequestError,), ("the provider refused the request; if its words point at the "
+                                        "messages loop sent, report it as a bug of loop"))]
+    unreachable = "the server failed or could not be reached: check api_base and that it is up, or add `fallbacks:`"
+    found = []
+    for cause in causes:
+        found += [hint for kinds, hint in advice if isinstance(cause, kinds)] or (
+            [unreachable] if cause is not None else [])
+    return f" What to do: {'; '.join(dict.fromkeys(found))}." if found else ""
+
+
 def _retry_after(exc: Exception) -> float | None:
     """The provider's Retry-After, in seconds (litellm keeps the real headers apart from `response`)."""
     headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None), "headers", None)
@@ -40,6 +56,23 @@ def _retry_after(exc: Exception) -> float | None:
         return min(float(value), 120.0) if value is not None else None
     except ValueError:
         return None
+
+
+# Anthropic caches a prompt's prefix only up to the blocks marked `cache_control`. Between two
+# compactions each prompt is the previous one plus new messages, so marking the last message makes
+# the next call read everything before it from the cache; the system prompt (with the tools) stays
+# cached across compactions. Other providers cache prefixes without being asked.
+CACHE_MARKS = [{"location": "message", "role": "system"}, {"location": "message", "index": -1}]
+
+
+def _marks_cache(name: str) -> bool:
+    lowered = name.lower()
+    return "claude" in lowered or lowered.startswith("anthropic/")
+
+
+def _count(usage: Any, name: str) -> int:
+    value = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, 0)
+    return int(value or 0) if isinstance(value, (int, float)) else 0
 
 
 COOLDOWN_S = 60.0  # a model that failed every attempt is skipped this long, so calls go to a fallback
@@ -63,7 +96,7 @@ class LiteLLMModel:
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                  purpose: str = "act", deadline: float | None = None) -> Turn:
-        failures = []
+        failures, causes = [], []
         endpoints = self.endpoints()
         ready = [e for e in endpoints if self.cooling.get(e.name, 0.0) <= time.monotonic()] or endpoints
         for endpoint in ready:
@@ -71,10 +104,10 @@ class LiteLLMModel:
                 return self._with_retries(endpoint, messages, tools, deadline)
             except ModelError as exc:
                 failures.append(str(exc))
+                causes.append(exc.__cause__)
                 self.cooling[endpoint.name] = time.monotonic() + COOLDOWN_S
         tried = "; then ".join(failures)
-        raise ModelError(f"the model provider failed: {tried}. Check the key (api_key_env), "
-                         "api_base and model name, or add `fallbacks:`")
+        raise ModelError(f"the model provider failed: {tried}.{_hint(causes)}")
 
     def _with_retries(self, endpoint: Endpoint, messages: list[dict[str, Any]],
                       tools: list[dict[str, Any]], deadline: float | None) -> Turn:
@@ -113,6 +146,8 @@ class LiteLLMModel:
             kwargs["max_tokens"] = endpoint.max_output_tokens
         if endpoint.api_base:
             kwargs["api_base"] = endpoint.api_base
+        if _marks_cache(endpoint.name):
+            kwargs.setdefault("cache_control_injection_points", CACHE_MARKS)
         key = os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
         if key is None and endpoint.api_base and self._missing_keys(endpoint.name):
             key = "no-key"  # a local OpenAI-compatible server (Ollama, vLLM) wants some key
@@ -149,14 +184,21 @@ class LiteLLMModel:
                           c.function.arguments or "")
                  for i, c in enumerate(message.tool_calls or [])]
         usage = getattr(response, "usage", None)
-        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion = int(getattr(usage, "completion_tokens", 0) or 0)
-        return Turn(message.content or "", calls, prompt, completion,
-                    self._cost(endpoint, response, prompt, completion), latency, endpoint.name)
+        turn = Turn(message.content or "", calls, _count(usage, "prompt_tokens"), _count(usage, "completion_tokens"),
+                    latency_s=latency, model=endpoint.name,
+                    cached_tokens=_count(getattr(usage, "prompt_tokens_details", None), "cached_tokens"),
+                    cache_write_tokens=_count(usage, "cache_creation_input_tokens"))
+        turn.cost_usd = self._cost(endpoint, response, turn)
+        return turn
 
-    def _cost(self, endpoint: Endpoint, response: Any, prompt: int, completion: int) -> float | None:
-        if endpoint.price:
-            return (prompt * endpoint.price.input + completion * endpoint.price.output) / 1e6
+    def _cost(self, endpoint: Endpoint, response: Any, turn: Turn) -> float | None:
+        price = endpoint.price
+        if price:
+            fresh = turn.prompt_tokens - turn.cached_tokens - turn.cache_write_tokens
+            cached = price.input if price.cached_input is None else price.cached_input
+            written = price.input if price.cache_write is None else price.cache_write
+            return (fresh * price.input + turn.cached_tokens * cached + turn.cache_write_tokens * written
+                    + turn.completion_tokens * price.output) / 1e6
         try:
             # priced as the model the spec asked for, whatever name the server answers with
             return float(litellm().completion_cost(completion_response=response, model=endpoint.name))

@@ -110,6 +110,10 @@ class Strict(BaseModel):
 class Price(Strict):
     input: float = Field(ge=0, description="USD per million prompt tokens.")
     output: float = Field(ge=0, description="USD per million completion tokens.")
+    cached_input: float | None = Field(None, ge=0, description="USD per million prompt tokens read from the "
+                                       "provider's prompt cache. Default: `input`.")
+    cache_write: float | None = Field(None, ge=0, description="USD per million prompt tokens written to the "
+                                      "provider's prompt cache. Default: `input`.")
 
 
 class Endpoint(Strict):

@@ -25,7 +25,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
                "offload": True, "memory": True},
     "task": {"objective": "the objective"},
     "verify_failed": {"failed": [{"name": "tests", "summary": "exit code 1", "output": "1 failed"}],
-                      "passed": ["lint"], "total": 2},
+                      "passed": ["lint"], "total": 2, "ending": "finish"},
     "summarize": {"objective": "the objective", "previous": "earlier summary", "transcript": "turns"},
     "judge": {"objective": "the objective", "criteria": "the criteria",
               "evidence": [{"title": "diff", "text": "+ a line"}]},

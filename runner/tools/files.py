@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import ToolFailure
 from ..record.search import Search
 from ..record.snapshot import SKIP_DIRS
+from .matching import closest, lenient
 from .workspace import Workspace
 
 MAX_LISTED = 1000
@@ -55,7 +56,13 @@ def edit_file(ws: Workspace, path: str, old: str, new: str) -> str:
     old, new = _in_line_endings(text, old), _in_line_endings(text, new)
     count = text.count(old) if old else 0
     if count == 0:
-        raise ToolFailure(f"the old text was not found in {path}; read the file and copy it exactly")
+        edited = lenient(text, old, new)
+        if edited is None:
+            raise ToolFailure(f"the old text was not found in {path}. {closest(text, old)}Copy `old` exactly "
+                              "from the file (read_file shows it): every space, quote and line break counts")
+        ws.write_bytes(target, edited.encode("utf-8", errors="surrogateescape"))
+        return (f"edited {path}: replaced {lines} line(s), matched with different whitespace; the new "
+                "text's indentation was shifted to fit")
     if count > 1:
         raise ToolFailure(f"the old text occurs {count} times in {path}; include more lines to make it unique")
     if old == new:

@@ -51,7 +51,7 @@ BUILTINS: dict[str, Builtin] = {
     "search_files": Builtin("Search file contents with a regular expression; prints path:line: text.", {
         "pattern": _p(description="Python regular expression"), "path": _p(default="."),
         "glob": _p(description="only files whose relative path matches this glob", default=None)}),
-    "shell": Builtin("Run a shell command in the workdir (only commands the spec allows).", {
+    "shell": Builtin("Run a shell command in the workdir; you see its output and exit code.", {
         "command": _p(description="the whole command line")}),
     "note": Builtin("Record a fact or decision to keep for the whole run; notes survive compaction.", {
         "text": _p()}),
@@ -111,7 +111,8 @@ class Toolbox:
         properties = {n: {"type": p.type, **({"description": p.description} if p.description else {}),
                           **({"enum": p.enum} if p.enum else {})} for n, p in params.items()}
         required = [n for n, p in params.items() if "default" not in p.model_fields_set]
-        description = tool.description or (BUILTINS[tool.name].description if tool.name in BUILTINS
+        description = tool.description or (self._shell_description(tool) if tool.name == "shell"
+                                           else BUILTINS[tool.name].description if tool.name in BUILTINS
                                            else f"Run the `{tool.name}` command." if tool.command
                                            else f"Hand a subtask to the `{tool.name}` loop.")
         return {"type": "function", "function": {"name": tool.name, "description": description,
@@ -156,9 +157,21 @@ class Toolbox:
             return self.hooks.run_subloop(tool, args)
         return self._command(tool, args)
 
-    def _shell(self, tool: ToolSpec, command: str) -> ToolResult:
+    def _allowed(self, tool: ToolSpec) -> list[str]:
         index = self.spec.tools.index(tool)
-        patterns = [self.renderer.field(("tools", index, "allow", i), p) for i, p in enumerate(tool.allow or [])]
+        return [self.renderer.field(("tools", index, "allow", i), p) for i, p in enumerate(tool.allow or [])]
+
+    def _shell_description(self, tool: ToolSpec) -> str:
+        """The model learns what it may run from the schema, not from refusals."""
+        patterns = self._allowed(tool)
+        if not patterns:
+            return "Run a shell command in the workdir. The spec allows no command yet, so every call is refused."
+        shown = ", ".join(f"`{p}`" for p in patterns)
+        return (f"{BUILTINS['shell'].description} Only commands that match one of these patterns run (`*` stands "
+                f"for further arguments; pipes, `;` and redirections are refused): {shown}.")
+
+    def _shell(self, tool: ToolSpec, command: str) -> ToolResult:
+        patterns = self._allowed(tool)
         if not allowed(command, patterns):
             shown = ", ".join(f"`{p}`" for p in patterns) or "none"
             raise ToolFailure(f"`{command}` is not allowed. Allowed patterns: {shown}. A command that "

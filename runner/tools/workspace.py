@@ -1,7 +1,8 @@
 """The workdir as the agent's file tools see it: confined, with protected files, and not racy.
 
-A path is refused when it is absolute, climbs out with `..`, or resolves (through symlinks) to
-a place outside the workdir; the run record (`.loop/`, or the runs directory wherever it lies in
+A path is refused when it climbs out with `..`, is absolute and outside the workdir (an absolute
+path into the workdir is taken as the relative one), or resolves (through symlinks) to a place
+outside the workdir; the run record (`.loop/`, or the runs directory wherever it lies in
 the workdir) cannot even be read. Protected paths (the spec and every file it was read from,
 `.git/`, the spec's `protect:` globs) can be read but never written.
 
@@ -14,21 +15,24 @@ otherwise carry writes out), and nothing is truncated before those checks.
 
 from __future__ import annotations
 
+import difflib
 import errno
 import os
 import stat
 from pathlib import Path
 
 from ..errors import ToolFailure
-from ..record.snapshot import glob_match
+from ..record.snapshot import SKIP_DIRS, glob_match
 
 MAX_FILE_BYTES = 32 * 1024 * 1024
+NEAR_SCAN = 5000  # files looked at for the paths near a missing one
 
 
 class Workspace:
     def __init__(self, root: Path, protected: tuple[Path, ...] = (), protect: tuple[str, ...] = (),
                  hidden: tuple[Path, ...] = ()):
         self.root = root.resolve()
+        self.given = Path(os.path.abspath(root))  # as the model may have seen it (before symlinks resolve)
         self.protected, self.protect = protected, protect
         self.hidden = (self.root / ".loop", *(h for h in hidden if self.root in h.parents))
 
@@ -38,14 +42,24 @@ class Workspace:
             raise ToolFailure("a path is required")
         if "\x00" in relative:
             raise ToolFailure("a path cannot contain a NUL byte")
-        if os.path.isabs(relative) or relative.startswith("~"):
-            raise ToolFailure(f"`{relative}` is absolute; use a path relative to the workdir")
+        if relative.startswith("~"):
+            raise ToolFailure(f"`{relative}` is in a home folder, outside the workdir; use a path relative to it")
+        if os.path.isabs(relative):
+            relative = self._inside(relative)
         real = Path(os.path.realpath(self.root / relative))
         if real != self.root and self.root not in real.parents:
             raise ToolFailure(f"`{relative}` leads outside the workdir; stay inside it")
         if any(real == h or h in real.parents for h in self.hidden):
             raise ToolFailure(f"`{relative}` is in the run record, which is off limits")
         return real
+
+    def _inside(self, absolute: str) -> str:
+        """An absolute path into the workdir, made relative; any other absolute path is refused."""
+        normal = Path(os.path.normpath(absolute))
+        for root in (self.root, self.given):
+            if normal == root or root in normal.parents:
+                return str(normal.relative_to(root)) if normal != root else "."
+        raise ToolFailure(f"`{absolute}` is outside the workdir; use a path relative to the workdir")
 
     def show(self, path: Path) -> str:
         return str(path.relative_to(self.root)) if path != self.root else "."
@@ -102,10 +116,26 @@ class Workspace:
                 raise ToolFailure(f"`{self.show(real)}` changed under the call (a symlink appeared on its way); "
                                   "try again") from None
             if exc.errno == errno.ENOENT:
-                raise ToolFailure(f"`{self.show(real)}` does not exist") from None
+                raise ToolFailure(f"`{self.show(real)}` does not exist{self._near(self.show(real))}") from None
             raise
         finally:
             os.close(folder)
+
+
+    def _near(self, missing: str) -> str:
+        """Paths like `missing` that do exist, for the message about it: a guessed path is often close."""
+        known = []
+        for folder, dirs, names in os.walk(self.root):
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and Path(folder, d) not in self.hidden)
+            known += [os.path.relpath(os.path.join(folder, n), self.root) for n in sorted(names)]
+            if len(known) > NEAR_SCAN:
+                break
+        name = os.path.basename(missing)
+        near = [k for k in known if os.path.basename(k) == name]
+        near += difflib.get_close_matches(missing, known, n=3, cutoff=0.6)
+        near += [k for k in known if name and name in os.path.basename(k)]
+        shown = list(dict.fromkeys(n for n in near if n != missing))[:5]
+        return f". Similar paths that exist: {', '.join(shown)}" if shown else ""
 
 
 def _exists(name: str, folder: int) -> bool:

@@ -1,0 +1,86 @@
+"""Finding the text an edit means when the model did not copy it exactly.
+
+Models rarely get `old` wrong in substance, but often in whitespace: a line's indentation shifted
+as a whole, spaces left at line ends. `lenient` applies such an edit when exactly one run of whole
+lines matches once those are ignored, and shifts the new text's indentation the same way. Any
+other difference (quotes, a changed word) is not guessed at: `closest` shows the model the text
+that comes nearest, so that its next try copies it.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+MAX_HINT_LINES = 5000  # files longer than this get no closest-match hint (the search is quadratic)
+MIN_LIKENESS = 0.5
+
+
+def _indent(line: str) -> str:
+    return line[:len(line) - len(line.lstrip())]
+
+
+def _shift(window: list[str], want: list[str]) -> int | None:
+    """How far `want` is indented from `window` if they are the same lines otherwise, else None."""
+    shift = None
+    for got, wanted in zip(window, want):
+        if got.strip() != wanted.strip():
+            return None
+        if got.strip():
+            moved = len(_indent(got)) - len(_indent(wanted))
+            if shift is not None and moved != shift:
+                return None
+            shift = moved
+    return shift or 0
+
+
+def _reindented(new: str, shift: int, char: str) -> list[str] | None:
+    lines = new.splitlines()
+    if shift >= 0:
+        return [char * shift + line if line.strip() else line for line in lines]
+    if any(line.strip() and not line.startswith(char * -shift) for line in lines):
+        return None
+    return [line[-shift:] if line.strip() else line for line in lines]
+
+
+def lenient(text: str, old: str, new: str) -> str | None:
+    """`text` with `old` replaced by `new`, if `old` matches exactly one run of whole lines once
+    line-end whitespace and a uniform shift of indentation are ignored; else None."""
+    want = old.strip("\r\n").splitlines()
+    if not any(line.strip() for line in want):
+        return None
+    lines = text.splitlines(keepends=True)
+    size = len(want)
+    found = [(i, shift) for i in range(len(lines) - size + 1) if lines[i].strip() == want[0].strip()
+             and (shift := _shift(lines[i:i + size], want)) is not None]
+    if len(found) != 1:
+        return None
+    start, shift = found[0]
+    window = lines[start:start + size]
+    char = next((_indent(line)[0] for line in window if _indent(line.rstrip("\r\n"))), " ")
+    replaced = _reindented(new, shift, char)
+    if replaced is None:
+        return None
+    last = window[-1]
+    ending = last[len(last.rstrip("\r\n")):]
+    middle = (("\r\n" if "\r\n" in text else "\n").join(replaced) + ending) if replaced else ""
+    return "".join(lines[:start]) + middle + "".join(lines[start + size:])
+
+
+def closest(text: str, old: str) -> str:
+    """The file's text nearest to `old`, shown for the model to copy; empty if nothing is near."""
+    want = old.strip("\r\n").splitlines() or [old]
+    lines = text.splitlines()
+    if len(lines) > MAX_HINT_LINES:
+        return ""
+    size = min(len(want), len(lines))
+    target = "\n".join(want)
+    best, at = 0.0, 0
+    for start in range(len(lines) - size + 1):
+        matcher = difflib.SequenceMatcher(None, "\n".join(lines[start:start + size]), target, autojunk=False)
+        if matcher.real_quick_ratio() > best and matcher.quick_ratio() > best and matcher.ratio() > best:
+            best, at = matcher.ratio(), start
+    if best < MIN_LIKENESS:
+        return ""
+    shown = "\n".join(lines[at:at + size])
+    where = f"line {at + 1}" if size == 1 else f"lines {at + 1}-{at + size}"
+    return f"The closest text is at {where} ({best:.0%} alike):\n```\n{shown}\n```\n"
