@@ -29,6 +29,20 @@ def reply(text: str = "", tools: list[tuple[str, dict[str, Any]]] | None = None,
         "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}}}
 
 
+def anthropic_reply(text: str = "", tools: list[tuple[str, dict[str, Any]]] | None = None,
+                    usage: tuple[int, int] = (100, 20), cached: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+    """A reply in Anthropic's Messages API (litellm posts `anthropic/...` models to /v1/messages);
+    `cached`: prompt tokens read from and written to the prompt cache, besides `usage`'s fresh ones."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    content += [{"type": "tool_use", "id": f"toolu_{i}_{time.monotonic_ns()}", "name": name, "input": args}
+                for i, (name, args) in enumerate(tools or [])]
+    return {"kind": "reply", "body": {
+        "id": "msg_test", "type": "message", "role": "assistant", "model": "claude-test", "content": content,
+        "stop_reason": "tool_use" if tools else "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": usage[0], "output_tokens": usage[1], "cache_read_input_tokens": cached[0],
+                  "cache_creation_input_tokens": cached[1]}}}
+
+
 def failure(status: int, headers: dict[str, str] | None = None) -> dict[str, Any]:
     return {"kind": "status", "status": status, "headers": headers or {}}
 

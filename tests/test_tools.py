@@ -183,3 +183,50 @@ def test_huge_output_is_cut_with_a_note(tmp_path, monkeypatch):
     result = run_command("seq 1 100000", tmp_path, timeout=10)
     assert "bytes of output cut here" in result.output and len(result.output) < 1200
     assert result.output.startswith("1\n2\n") and result.output.rstrip().endswith("100000")
+
+
+def test_an_absolute_path_into_the_workdir_is_taken_as_relative(box, tmp_path):
+    work = tmp_path / "work"
+    assert call(box, "read_file", path=f"{work}/a.txt").output.startswith("alpha")
+    assert call(box, "edit_file", path=str(work / "sub" / "b.py"), old="return 1", new="return 2").ok
+    assert "return 2" in (work / "sub/b.py").read_text()
+
+
+@pytest.mark.parametrize("suffix", ["/../secret.txt", "/sub/../../secret.txt", "/../work2/x", "/.loop/runs/x"])
+def test_an_absolute_path_cannot_climb_out_of_the_workdir(box, tmp_path, suffix):
+    (tmp_path / "work2").mkdir()
+    for tool, extra in (("read_file", {}), ("write_file", {"content": "pwned"})):
+        result = call(box, tool, path=f"{tmp_path}/work{suffix}", **extra)
+        assert not result.ok and ("outside the workdir" in result.output or "off limits" in result.output)
+    assert (tmp_path / "secret.txt").read_text() == "outside" and not (tmp_path / "work2/x").exists()
+
+
+def test_a_missing_path_names_the_similar_paths_that_exist(box):
+    result = call(box, "read_file", path="b.py")
+    assert not result.ok and "does not exist" in result.output and "sub/b.py" in result.output
+    assert "write_file" not in result.output  # it names no tool, offered or not
+    assert "Similar" not in call(box, "read_file", path="zzz/qqq.md").output
+
+
+def test_edit_file_forgives_whitespace_but_shows_the_closest_text_for_other_differences(box, tmp_path):
+    work = tmp_path / "work"
+    (work / "m.py").write_text("class A:\n    def f(self):\n        return 'x'  \n\n    def g(self):\n        return 1\n")
+    shifted = call(box, "edit_file", path="m.py", old="def f(self):\n    return 'x'", new="def f(self):\n    return 'y'")
+    assert shifted.ok and "whitespace" in shifted.output
+    assert (work / "m.py").read_text() == ("class A:\n    def f(self):\n        return 'y'\n\n"
+                                           "    def g(self):\n        return 1\n")
+    quoted = call(box, "edit_file", path="m.py", old='def g(self):\n    return "1"', new="x")
+    assert not quoted.ok and "lines 5-6" in quoted.output and "        return 1" in quoted.output
+    assert "x" not in (work / "m.py").read_text().split("return 1")[1]  # nothing was guessed
+
+
+def test_edit_file_applies_no_whitespace_match_that_is_not_unique(box, tmp_path):
+    (tmp_path / "work/d.py").write_text("if a:\n    go()\nif b:\n  go()\n")
+    result = call(box, "edit_file", path="d.py", old="go()   ", new="stop()")  # no exact match; two loose ones
+    assert not result.ok and "not found" in result.output
+    assert (tmp_path / "work/d.py").read_text() == "if a:\n    go()\nif b:\n  go()\n"
+
+
+def test_the_shell_schema_lists_the_allowed_patterns(box):
+    shell = next(s["function"] for s in box.schemas() if s["function"]["name"] == "shell")
+    assert "`git diff --stat`" in shell["description"] and "`python3 -m pytest -q tests/*`" in shell["description"]

@@ -1,0 +1,139 @@
+"""What a small real model needs from the harness (issue 15): replies it can send back, feedback that
+says what happened, `finish` after the turn's other calls, a readable record and prompt caching."""
+
+import json
+import re
+from pathlib import Path
+
+from helpers import events, run_folder
+from loopback import anthropic_reply, failure, reply
+from test_loop import CHECKS, spec
+from test_provider import provider_spec
+
+DONE = """
+verify:
+  - {name: done, file: {path: done.txt, contains: ok}}
+stop: {max_iterations: 4}
+"""
+
+
+def test_an_empty_reply_goes_back_as_a_valid_message_with_feedback(write, provider, loop_cli):
+    provider.add(reply(""), reply("", [("write_file", {"path": "done.txt", "content": "ok"}), ("finish", {})]))
+    result = loop_cli("run", provider_spec(write, provider.url, DONE), "--json")
+    assert result.exit_code == 0, result.output
+    second = provider.requests[1]["messages"]
+    assert all(m.get("content") or m.get("tool_calls") for m in second if m["role"] == "assistant")
+    assert "Your last reply was empty" in second[-1]["content"] and not provider.ran_out
+
+
+def test_a_reply_without_tool_calls_is_told_it_changed_nothing(write, loop_cli):
+    path = spec(write, """
+        - say: "Here is the fix:\\n```\\nok\\n```"
+        - tools:
+            - write_file: {path: done.txt, content: ok}
+            - finish: {}
+        """, CHECKS)
+    assert loop_cli("run", path).exit_code == 0
+    report = [m for m in _prompt_of(2) if m["role"] == "user"][-1]["content"]
+    assert "called no tool, so it changed nothing" in report and "call `finish` again" not in report
+
+
+def test_a_finish_among_failing_calls_waits_until_the_model_has_seen_them(write, loop_cli):
+    path = spec(write, """
+        - tools:
+            - finish: {}
+            - read_file: {path: missing.txt}
+        - tools:
+            - write_file: {path: done.txt, content: ok}
+            - finish: {}
+        """, CHECKS)
+    assert loop_cli("run", path).exit_code == 0
+    folder = run_folder(Path("runs"))
+    calls = [(e["iteration"], e["name"], e["ok"]) for e in events(folder, "tool_call")]
+    assert calls == [(1, "read_file", False), (1, "finish", False), (2, "write_file", True), (2, "finish", True)]
+    assert [e["iteration"] for e in events(folder, "verify")] == [2]  # no check round for the declined finish
+    declined = [e for e in events(folder, "tool_call") if e["name"] == "finish"][0]
+    assert "read_file failed in this same turn" in declined["output_preview"]
+
+
+def test_the_system_prompt_asks_for_relative_paths_and_hides_the_absolute_workdir(write, loop_cli, tmp_path):
+    rendered = loop_cli("render", spec(write, "- say: hi\n", CHECKS)).stdout
+    assert str(tmp_path) not in rendered and "use paths relative to it" in rendered
+    assert "`sleep *`, `echo *`" in rendered  # the shell's allowed patterns, in its schema
+
+
+def test_loop_show_verbose_shows_words_arguments_whole_outputs_and_failing_checks(write, loop_cli):
+    long_output = "".join(f"line {i}\n" for i in range(1, 41))
+    write("big.txt", long_output)
+    path = spec(write, """
+        - say: "Reading the big file first."
+          tools:
+            - read_file: {path: big.txt}
+            - shell: {command: "echo one two"}
+        - say: "Claiming it is done."
+        - tools:
+            - write_file: {path: done.txt, content: "ok\\nsecond line"}
+            - finish: {}
+        """, CHECKS + "context: {offload_over_tokens: 50}\n")
+    assert loop_cli("run", path).exit_code == 0
+    folder = run_folder(Path("runs"))
+    assert [e["artifact"] for e in events(folder, "tool_call")][0] == "a1"  # the big output was offloaded
+    shown = loop_cli("show", folder.name, "--verbose").stdout
+    assert "| Reading the big file first." in shown and "| Claiming it is done." in shown
+    assert "| line 1\n" in shown and "| line 40\n" in shown  # the whole output, from the artifact
+    assert "| one two" in shown  # an output kept in the context, from the units journal
+    assert "content:\n      | ok\n      | second line" in shown  # a multi-line argument, whole
+    assert "| line 40" not in loop_cli("show", folder.name).stdout
+
+
+def test_a_failing_checks_output_is_in_show_verbose(write, loop_cli):
+    path = spec(write, '- say: "done"\n', "verify:\n  - {name: t, run: 'echo broken-thing; exit 1'}\n"
+                "stop: {max_iterations: 1}\n")
+    loop_cli("run", path)
+    shown = loop_cli("show", run_folder(Path("runs")).name, "-v").stdout
+    assert "t output (tail):\n      | broken-thing" in shown
+
+
+def test_a_500_is_not_blamed_on_the_key(write, provider, loop_cli):
+    provider.add(*[failure(500)] * 3)
+    result = loop_cli("run", provider_spec(write, provider.url, DONE), "--json")
+    message = json.loads(result.stdout)["message"]
+    assert result.exit_code == 3 and "could not be reached" in message and "key" not in message
+
+
+def test_anthropic_prompts_mark_their_prefix_for_caching_and_cached_tokens_are_priced(write, provider, loop_cli):
+    provider.add(anthropic_reply("Reading.", [("read_file", {"path": "p.loop.yaml"})], usage=(900, 10)),
+                 anthropic_reply("Writing.", [("write_file", {"path": "a.txt", "content": "x"}), ("finish", {})],
+                                 usage=(50, 10), cached=(800, 100)))
+    price = "  price: {input: 3, output: 15, cached_input: 0.3, cache_write: 3.75}"
+    path = provider_spec(write, provider.url, "verify:\n  - {name: a, file: {path: a.txt}}\n",
+                         model="anthropic/claude-test", extra=price)
+    result = loop_cli("run", path, "--json")
+    assert result.exit_code == 0, result.output
+    for body in provider.requests:
+        assert body["system"][-1]["cache_control"] == {"type": "ephemeral"}
+        assert body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    second = events(run_folder(Path("runs")), "model_call")[1]
+    assert (second["prompt_tokens"], second["cached_tokens"], second["cache_write_tokens"]) == (950, 800, 100)
+    assert abs(second["cost_usd"] - (50 * 3 + 800 * 0.3 + 100 * 3.75 + 10 * 15) / 1e6) < 1e-12
+    shown = loop_cli("show", run_folder(Path("runs")).name).stdout
+    assert "(800 cached, 100 to cache)" in shown and re.search(r"tokens \(800 cached\)", shown)
+
+
+def test_openai_prompts_carry_no_cache_marks_and_their_cached_tokens_are_recorded(write, provider, loop_cli):
+    answer = reply("", [("write_file", {"path": "done.txt", "content": "ok"}), ("finish", {})])
+    answer["body"]["usage"]["prompt_tokens_details"] = {"cached_tokens": 64}
+    provider.add(answer)
+    assert loop_cli("run", provider_spec(write, provider.url, DONE)).exit_code == 0
+    assert "cache_control" not in json.dumps(provider.requests[0])
+    assert events(run_folder(Path("runs")), "model_call")[0]["cached_tokens"] == 64
+
+
+def _prompt_of(iteration: int) -> list[dict]:
+    """The prompt the scripted model got at `iteration`, as the record's units and pinned messages hold it."""
+    folder = run_folder(Path("runs"))
+    state = json.loads((folder / "state.json").read_text())
+    units = [json.loads(line) for line in (folder / "units.jsonl").read_text().splitlines()]
+    messages = state["context"]["pinned"] + [m for u in units for m in u["messages"]]
+    turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    return messages[:turns[iteration - 1]]
