@@ -52,7 +52,7 @@ def test_a_finish_among_failing_calls_waits_until_the_model_has_seen_them(write,
     calls = [(e["iteration"], e["name"], e["ok"]) for e in events(folder, "tool_call")]
     assert calls == [(1, "read_file", False), (1, "finish", False), (2, "write_file", True), (2, "finish", True)]
     assert [e["iteration"] for e in events(folder, "verify")] == [2]  # no check round for the declined finish
-    declined = [e for e in events(folder, "tool_call") if e["name"] == "finish"][0]
+    declined = next(e for e in events(folder, "tool_call") if e["name"] == "finish")
     assert "read_file failed in this same turn" in declined["output_preview"]
 
 
@@ -77,7 +77,7 @@ def test_loop_show_verbose_shows_words_arguments_whole_outputs_and_failing_check
         """, CHECKS + "context: {offload_over_tokens: 50}\n")
     assert loop_cli("run", path).exit_code == 0
     folder = run_folder(Path("runs"))
-    assert [e["artifact"] for e in events(folder, "tool_call")][0] == "a1"  # the big output was offloaded
+    assert next(e["artifact"] for e in events(folder, "tool_call")) == "a1"  # the big output was offloaded
     shown = loop_cli("show", folder.name, "--verbose").stdout
     assert "| Reading the big file first." in shown and "| Claiming it is done." in shown
     assert "| line 1\n" in shown and "| line 40\n" in shown  # the whole output, from the artifact

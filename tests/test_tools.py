@@ -210,8 +210,10 @@ def test_a_missing_path_names_the_similar_paths_that_exist(box):
 
 def test_edit_file_forgives_whitespace_but_shows_the_closest_text_for_other_differences(box, tmp_path):
     work = tmp_path / "work"
-    (work / "m.py").write_text("class A:\n    def f(self):\n        return 'x'  \n\n    def g(self):\n        return 1\n")
-    shifted = call(box, "edit_file", path="m.py", old="def f(self):\n    return 'x'", new="def f(self):\n    return 'y'")
+    (work / "m.py").write_text("class A:\n    def f(self):\n        return 'x'  \n\n"
+                               "    def g(self):\n        return 1\n")
+    shifted = call(box, "edit_file", path="m.py", old="def f(self):\n    return 'x'",
+                   new="def f(self):\n    return 'y'")
     assert shifted.ok and "whitespace" in shifted.output
     assert (work / "m.py").read_text() == ("class A:\n    def f(self):\n        return 'y'\n\n"
                                            "    def g(self):\n        return 1\n")

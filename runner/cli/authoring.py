@@ -92,11 +92,13 @@ def render(file: str, vars_: tuple[str, ...], workdir: str | None, as_json: bool
 def first_request(resolved: Resolved, workdir: Path | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The messages and tools of a run's first model call, built by the same code the loop uses."""
     from ..engine.context import initial_messages
+    from ..record.snapshot import listing
     from ..tools.toolbox import Hooks, Toolbox
 
     workdir = (workdir or resolved.default_workdir()).absolute()
     renderer = resolved.renderer(workdir)
-    return initial_messages(renderer), Toolbox(resolved.spec, renderer, Hooks(), workdir).schemas()
+    files = listing(workdir) if workdir.is_dir() else []
+    return initial_messages(renderer, files), Toolbox(resolved.spec, renderer, Hooks(), workdir).schemas()
 
 
 @cli.command()

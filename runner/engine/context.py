@@ -34,9 +34,10 @@ from ..spec.prompts import Renderer
 TRANSCRIPT_CHARS_PER_MESSAGE = 2000
 
 
-def initial_messages(renderer: Renderer) -> list[dict[str, Any]]:
+def initial_messages(renderer: Renderer, files: list[str]) -> list[dict[str, Any]]:
     """The system prompt and the first user message, as every run starts (and `loop render` shows)."""
-    return [{"role": "system", "content": mask(renderer.system())}, {"role": "user", "content": mask(renderer.task())}]
+    return [{"role": "system", "content": mask(renderer.system())},
+            {"role": "user", "content": mask(renderer.task(files=files))}]
 
 
 def _masked(message: dict[str, Any]) -> dict[str, Any]:

@@ -63,9 +63,12 @@ class Loop:
         self.last_results: list[CheckResult] = []
         self.baselines: dict[str, float | None] = dict(state.get("baselines", {}))
         counter, settings = Counter(resolved.spec.model.name), resolved.spec.context
-        self.context = (Context.restore(state["context"], record.read_units(state["units_bytes"]), settings,
-                                        counter, self.artifacts) if state else
-                        Context(settings, counter, self.artifacts, initial_messages(resolved.renderer(workdir))))
+        if state:
+            self.context = Context.restore(state["context"], record.read_units(state["units_bytes"]), settings,
+                                           counter, self.artifacts)
+        else:
+            opening = initial_messages(resolved.renderer(workdir), self.snapshot.files())
+            self.context = Context(settings, counter, self.artifacts, opening)
         self.configure(resolved, policy)
 
     def configure(self, resolved: Resolved, policy: Policy | None = None) -> None:

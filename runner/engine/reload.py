@@ -100,7 +100,7 @@ def apply_reload(loop: Loop, new: Resolved, script_changed: bool = False) -> Non
         return
     loop.configure(new)
     loop.context.set_pinned(0, loop.renderer.system())
-    loop.context.set_pinned(1, loop.renderer.task(loop.counters.iteration))
+    loop.context.set_pinned(1, loop.renderer.task(loop.counters.iteration, loop.snapshot.files()))
     if "model" in changed and loop.model_for is not None:
         position = getattr(loop.model, "position", None)
         loop.model = loop.model_for(new.spec.model)

@@ -61,8 +61,8 @@ def _retry_reporter(record: Record, display: Observer | None) -> Any:
 
 def resume(folder: Path, *, display: Observer | None = None, **stop: Any) -> tuple[Loop, tuple[str, dict[str, Any]]]:
     """A loop that continues the run in `folder`, and the `run_resumed` event that opens it."""
-    status = summary(folder)["status"]  # before taking the lock, which `summary` would take for a live writer
-    record = Record(folder).lock()
+    record = Record(folder).lock()  # refused if another process writes the run
+    status = summary(folder, held=True)["status"]
     state = record.load_state()
     if status in ("verified", "finished", "running"):
         raise UsageError(f"run {folder.name} is {status}; only an interrupted or stopped run can be resumed")

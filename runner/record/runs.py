@@ -32,9 +32,10 @@ def find(runs: Path, ref: str) -> Path:
 TAIL_BYTES = 256 * 1024  # the last event of a trace is in its last 256 KB
 
 
-def summary(folder: Path) -> dict[str, Any]:
+def summary(folder: Path, held: bool = False) -> dict[str, Any]:
     """One run at a glance, from the first and the last event of its trace (read without what lies
-    between) and, for a run without an end, its state and whether a process holds its lock."""
+    between) and, for a run without an end, its state and whether a process holds its lock (`held`:
+    this one does, so the run is not running)."""
     first, last = _ends(folder / "trace.jsonl")
     info = {"id": folder.name, "spec": first.get("spec_name", "?"), "started": first.get("ts", ""),
             "model": first.get("model", ""), "parent_run": first.get("parent_run")}
@@ -43,7 +44,7 @@ def summary(folder: Path) -> dict[str, Any]:
         return {**info, "status": last["status"], "iterations": last.get("iterations", 0), "tokens": tokens,
                 "cost_usd": last.get("cost_usd"), "duration_s": last.get("duration_s")}
     counters = _counters(folder)
-    return {**info, "status": "running" if _locked(folder) else "crashed",
+    return {**info, "status": "running" if not held and _locked(folder) else "crashed",
             "iterations": counters.get("iteration", 0),
             "tokens": counters.get("prompt_tokens", 0) + counters.get("completion_tokens", 0),
             "cost_usd": counters.get("cost_usd"), "duration_s": counters.get("elapsed_before")}

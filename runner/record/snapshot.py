@@ -91,6 +91,10 @@ class Snapshot:
         self.hashes = hashes
         self.ignored = ignored or []  # what .gitignore left out of it (run_started says so)
 
+    def files(self) -> list[str]:
+        """The workdir's files when the run started (the first message names them)."""
+        return sorted(self.hashes)
+
     @classmethod
     def take(cls, root: Path, folder: Path) -> Snapshot:
         blobs = folder / "blobs"

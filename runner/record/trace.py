@@ -24,13 +24,15 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import IO, Any, Protocol, TextIO
 
 import yaml
 
 from ..errors import RunError, UsageError
 from .masking import masked
 from .snapshot import RUNS_MARKER
+
+LOCK_WAIT_S = 2.0  # how long a new writer waits for the lock of a run whose writer just died
 
 
 class Observer(Protocol):
@@ -75,9 +77,7 @@ class Record:
         """Become the run's only writer: an exclusive lock on RUN/lock until close() or the process's end.
         Two `loop resume`s of one run would otherwise both run its iterations and their side effects."""
         handle = open(self.folder / "lock", "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flocked(handle):
             handle.seek(0)
             holder = handle.read().strip() or "?"
             handle.close()
@@ -219,6 +219,20 @@ def _journal_lines(path: Path) -> list[dict[str, Any]]:
         return _objects(path.read_text(encoding="utf-8", errors="replace").splitlines(), "counters")
     except FileNotFoundError:
         return []
+
+
+def _flocked(handle: IO[str]) -> bool:
+    """Take the exclusive lock, waiting a moment: a writer killed a moment ago may still have a child
+    between fork and exec holding the lock's file (on a busy machine, for tens of milliseconds)."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:

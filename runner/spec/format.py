@@ -278,6 +278,8 @@ class ContextSpec(Strict):
     budget_tokens: int = Field(60000, ge=1000, description="Ceiling for every prompt.")
     keep_recent: int = Field(8, ge=0, description="Most recent messages always kept verbatim.")
     compaction: Literal["none", "drop_oldest", "summarize"] = "summarize"
+    file_list: int = Field(100, ge=0, description="How many of the workdir's files the first message names (0: "
+                           "none), so that the model starts from the paths that exist instead of guessing them.")
     offload_over_tokens: int | None = Field(
         2000, ge=0, description="Larger tool outputs become artifacts; 0 or null turns this off.")
 

@@ -23,7 +23,7 @@ BUILTIN_DIR = Path(__file__).parent / "builtin_prompts"
 SAMPLES: dict[str, dict[str, Any]] = {
     "system": {"instructions": "", "checks": [{"name": "tests", "what": "`pytest` exits with 0"}],
                "offload": True, "memory": True},
-    "task": {"objective": "the objective"},
+    "task": {"objective": "the objective", "files": ["README.md", "src/app.py"], "files_more": 0},
     "verify_failed": {"failed": [{"name": "tests", "summary": "exit code 1", "output": "1 failed"}],
                       "passed": ["lint"], "total": 2, "ending": "finish"},
     "summarize": {"objective": "the objective", "previous": "earlier summary", "transcript": "turns"},
@@ -67,9 +67,13 @@ class Renderer:
                            offload=bool(context.offload_over_tokens),
                            memory=context.compaction != "none").strip()
 
-    def task(self, iteration: int = 0) -> str:
+    def task(self, iteration: int = 0, files: list[str] | None = None) -> str:
+        """The first message: the objective, and the first `context.file_list` of the workdir's `files`."""
         objective = self.field(("objective",), self.spec.objective, iteration).strip()
-        return self.prompt("task", iteration, objective=objective).strip()
+        shown = sorted(files or [])
+        limit = self.spec.context.file_list
+        return self.prompt("task", iteration, objective=objective, files=shown[:limit],
+                           files_more=max(len(shown) - limit, 0) if limit else 0).strip()
 
     def describe(self, check: Check) -> str:
         """One line telling the model what a check demands."""

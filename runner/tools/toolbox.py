@@ -43,8 +43,9 @@ BUILTINS: dict[str, Builtin] = {
         "end_line": _p("integer", "last line, inclusive", default=None)}),
     "write_file": Builtin("Create or overwrite a file with the given content.", {
         "path": _p(), "content": _p(description="the whole new content")}),
-    "edit_file": Builtin("Replace an exact, unique piece of text in a file.", {
-        "path": _p(), "old": _p(description="text to replace, copied exactly; must occur once"),
+    "edit_file": Builtin("Replace a unique piece of text in a file with new text.", {
+        "path": _p(), "old": _p(description="the text to replace, copied from the file; it must occur once. "
+                                            "Whitespace at line ends and a shifted indentation are forgiven"),
         "new": _p(description="replacement text")}),
     "list_files": Builtin("List files under a folder, recursively.", {
         "path": _p(default="."), "pattern": _p(description="glob over relative paths", default=None)}),
