@@ -145,7 +145,8 @@ def test_render_shows_exactly_what_the_model_receives(write, loop_cli):
     request = json.loads(result.stdout)
     system, first = request["messages"]
     assert system["role"] == "system" and "`python -m pytest -q src` exits with 0" in system["content"]
-    assert first == {"role": "user", "content": "# Objective\nFix src (attempt 0 of demo)."}
+    assert first == {"role": "user", "content": "# Objective\nFix src (attempt 0 of demo).\n\n"
+                                                "# Files in the workdir\na.loop.yaml"}
     names = [t["function"]["name"] for t in request["tools"]]
     assert names == ["read_file", "shell", "finish", "note", "read_artifact"]
     assert request["tools"][0]["function"]["parameters"]["required"] == ["path"]
@@ -159,6 +160,8 @@ def test_template_context_has_env_spec_workdir_and_refuses_undefined_names(write
     write("a.loop.yaml", SPEC.replace("objective: Fix", objective))
     renderer = resolve("a.loop.yaml").renderer(Path("/w"))
     assert renderer.task() == "# Objective\nacme in /w:"
+    listed = renderer.task(files=[f"f{i:03}.py" for i in range(150)])
+    assert listed.endswith("f098.py\nf099.py\n... and 50 more")  # context.file_list: 100 by default
     assert "Fix src (attempt 0 of demo)." in renderer.system()
     write("b.loop.yaml", SPEC.replace("{{ vars.package }}", "{{ env.NOT_SET_ANYWHERE }}", 1))
     with pytest.raises(SpecError) as raised:

@@ -82,7 +82,7 @@ def test_a_changed_objective_reaches_the_next_model_request(write, tmp_path):
     live.release()
     assert live.finish().status.value == "verified"
     second = live.loop.model.calls[1]["messages"]
-    assert second[1]["content"] == "# Objective\nMake things ready AND write a changelog."
+    assert second[1]["content"].startswith("# Objective\nMake things ready AND write a changelog.\n\n# Files")
     assert "The user changed this run's spec (objective)" in second[-1]["content"]
     reloaded = events(live.loop.record.folder, "spec_reloaded")
     assert len(reloaded) == 1 and reloaded[0]["changed"] == ["objective"] and reloaded[0]["iteration"] == 1
@@ -98,7 +98,7 @@ def test_a_broken_save_is_rejected_and_the_run_goes_on_with_the_old_spec(write, 
     rejected = events(live.loop.record.folder, "spec_rejected")
     assert len(rejected) == 1 and "live.loop.yaml:5:1: objectve: unknown field" in rejected[0]["error"]
     assert not events(live.loop.record.folder, "spec_reloaded")
-    assert live.loop.model.calls[1]["messages"][1]["content"] == "# Objective\nMake things ready."
+    assert live.loop.model.calls[1]["messages"][1]["content"].startswith("# Objective\nMake things ready.\n\n")
 
 
 def test_a_check_added_mid_run_blocks_verified_until_it_passes(write, tmp_path):
