@@ -36,6 +36,7 @@ def test_a_reply_without_tool_calls_is_told_it_changed_nothing(write, loop_cli):
     assert loop_cli("run", path).exit_code == 0
     report = [m for m in _prompt_of(2) if m["role"] == "user"][-1]["content"]
     assert "called no tool, so it changed nothing" in report and "call `finish` again" not in report
+    assert "by calling your tools (read_file, write_file, shell, finish" in report
 
 
 def test_a_finish_among_failing_calls_waits_until_the_model_has_seen_them(write, loop_cli):

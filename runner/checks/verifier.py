@@ -90,10 +90,12 @@ class Verifier:
                                f"the check could not run: {type(exc).__name__}: {exc}")
 
 
-def failure_report(renderer: Renderer, results: list[CheckResult], iteration: int, ending: str | None = None) -> str:
+def failure_report(renderer: Renderer, results: list[CheckResult], iteration: int, ending: str | None = None,
+                   tools: list[str] | None = None) -> str:
     """The report of a failed round. `ending` says what ran the checks: the model's `finish`, a reply
-    that called no tool (`no_tool`) or said nothing (`empty`), or None (checks of every iteration)."""
+    that called no tool (`no_tool`) or said nothing (`empty`), or None (checks of every iteration);
+    `tools`, the names of the tools the model has."""
     failed = [r for r in results if not r.passed]
-    return renderer.prompt("verify_failed", iteration, ending=ending,
+    return renderer.prompt("verify_failed", iteration, ending=ending, tools=tools or [],
                            failed=[{"name": r.name, "summary": r.summary, "output": r.output} for r in failed],
                            passed=[r.name for r in results if r.passed], total=len(results))

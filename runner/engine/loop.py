@@ -227,7 +227,8 @@ class Loop:
             if len(results) == len(self.spec.verify.checks):
                 raise Verified(f"all {len(results)} checks passed")
         else:
-            self.context.add_user(failure_report(self.renderer, results, self.counters.iteration, ending), "report")
+            self.context.add_user(failure_report(self.renderer, results, self.counters.iteration, ending,
+                                                list(self.toolbox.offered)), "report")
         return results
 
     def started_fields(self) -> dict[str, Any]:

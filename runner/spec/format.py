@@ -294,12 +294,20 @@ class StopSpec(Strict):
 
 
 class PromptSpec(Strict):
-    system: Template | None = None
-    task: Template | None = Field(None, description="The first user message (states the objective).")
-    verify_failed: Template | None = None
-    summarize: Template | None = None
-    judge: Template | None = None
-    spec_changed: Template | None = None
+    system: Template | None = Field(None, description="The system prompt. Gets `instructions`, `checks` (each "
+                                    "`name`, `what`), `offload` and `memory` (whether those tools are offered).")
+    task: Template | None = Field(None, description="The first user message. Gets `objective`, `files` (the "
+                                  "workdir's, up to context.file_list) and `files_more` (how many more).")
+    verify_failed: Template | None = Field(None, description="The report of a failed check round. Gets `failed` "
+                                           "(each `name`, `summary`, `output`), `passed`, `total`, `tools` (the "
+                                           "model's) and `ending`: what ran the checks (`finish`, `no_tool`, "
+                                           "`empty`, or none).")
+    summarize: Template | None = Field(None, description="The request to summarise older turns. Gets "
+                                       "`objective`, `previous` (the summary so far) and `transcript`.")
+    judge: Template | None = Field(None, description="A judge check's prompt. Gets `objective`, `criteria` and "
+                                   "`evidence` (each `title`, `text`).")
+    spec_changed: Template | None = Field(None, description="The notice of a hot reload. Gets `changed`, "
+                                          "`objective`, `tools` and `checks`.")
 
 
 class SandboxSpec(Strict):
