@@ -5,7 +5,7 @@ start builds llama.cpp, ~6 minutes), runs each task of bench/tasks/ (and the qui
 `loop run`, and prints a table: task, verified runs, median iterations, tokens and wall time.
 Run by hand, never in CI:
 
-    python bench/real_model.py [--runs 3] [--tasks quickstart,lint] [--tree DIR] [--out FILE]
+    python bench/real_model.py [--runs 3] [--quickstart-runs 5] [--tasks quickstart,lint] [--tree DIR] [--out FILE]
 
 `--tree DIR` runs the `loop` of another checkout (e.g. an older commit) against the same tasks.
 """
@@ -96,17 +96,21 @@ def table(results: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per task")
+    parser.add_argument("--quickstart-runs", type=int, default=5, help="runs of the quickstart")
     parser.add_argument("--tasks", default=",".join(tasks()), help="comma-separated task names")
     parser.add_argument("--tree", type=Path, default=REPO, help="the checkout whose `loop` runs")
     parser.add_argument("--out", type=Path, help="also write every run's result here, as JSON")
     args = parser.parse_args()
     api_base = serve()
     results = []
-    for round_ in range(args.runs):
+    rounds = max(args.runs, args.quickstart_runs)
+    for round_ in range(rounds):
         for name in args.tasks.split(","):
+            if round_ >= (args.quickstart_runs if name == "quickstart" else args.runs):
+                continue
             result = run_once(name, api_base, args.tree.resolve())
             results.append(result)
-            print(f"[{round_ + 1}/{args.runs}] {name}: {result['status']} in {result['iterations']} iterations, "
+            print(f"[{round_ + 1}] {name}: {result['status']} in {result['iterations']} iterations, "
                   f"{result['wall_s']:.0f} s  {result['message'][:100]}", flush=True)
             if args.out:
                 args.out.write_text(json.dumps(results, indent=1))

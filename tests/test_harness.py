@@ -64,7 +64,7 @@ def test_the_system_prompt_asks_for_relative_paths_and_hides_the_absolute_workdi
 
 
 def test_loop_show_verbose_shows_words_arguments_whole_outputs_and_failing_checks(write, loop_cli):
-    long_output = "".join(f"line {i}\n" for i in range(1, 41))
+    long_output = "".join(f"line {i}\n" for i in range(1, 151))
     write("big.txt", long_output)
     path = spec(write, """
         - say: "Reading the big file first."
@@ -81,10 +81,12 @@ def test_loop_show_verbose_shows_words_arguments_whole_outputs_and_failing_check
     assert next(e["artifact"] for e in events(folder, "tool_call")) == "a1"  # the big output was offloaded
     shown = loop_cli("show", folder.name, "--verbose").stdout
     assert "| Reading the big file first." in shown and "| Claiming it is done." in shown
-    assert "| line 1\n" in shown and "| line 40\n" in shown  # the whole output, from the artifact
+    assert "| line 1\n" in shown and "| line 140\n" in shown  # whole, from the artifact
     assert "| one two" in shown  # an output kept in the context, from the units journal
     assert "content:\n      | ok\n      | second line" in shown  # a multi-line argument, whole
-    assert "| line 40" not in loop_cli("show", folder.name).stdout
+    assert "| line 140" not in loop_cli("show", folder.name).stdout
+    page = Path(loop_cli("report", folder.name).stdout.strip()).read_text()
+    assert "line 140\n" in page and "Reading the big file first." in page
 
 
 def test_a_failing_checks_output_is_in_show_verbose(write, loop_cli):
@@ -93,6 +95,8 @@ def test_a_failing_checks_output_is_in_show_verbose(write, loop_cli):
     loop_cli("run", path)
     shown = loop_cli("show", run_folder(Path("runs")).name, "-v").stdout
     assert "t output (tail):\n      | broken-thing" in shown
+    page = Path(loop_cli("report", run_folder(Path("runs")).name).stdout.strip()).read_text()
+    assert "output (tail)" in page and "broken-thing" in page
 
 
 def test_a_500_is_not_blamed_on_the_key(write, provider, loop_cli):

@@ -109,7 +109,7 @@ def format_event(event: dict[str, Any], color: bool = False) -> str | None:
     return click.style(line, fg=COLORS.get(event["type"]))
 
 
-VERBOSE_LINES = 60  # of each output, in `loop show --verbose`
+VERBOSE_LINES = 200  # of each output and argument, in `loop show --verbose` (the report has them whole)
 
 
 def _block(text: str, limit: int = VERBOSE_LINES) -> list[str]:
