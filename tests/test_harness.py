@@ -142,3 +142,34 @@ def _prompt_of(iteration: int) -> list[dict]:
     messages = state["context"]["pinned"] + [m for u in units for m in u["messages"]]
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     return messages[:turns[iteration - 1]]
+
+
+def test_after_a_prose_reply_the_provider_is_asked_for_a_tool_call(write, provider, loop_cli):
+    provider.add(reply("You should change done.txt."),
+                 reply("", [("write_file", {"path": "done.txt", "content": "ok"}), ("finish", {})]))
+    assert loop_cli("run", provider_spec(write, provider.url, DONE)).exit_code == 0
+    assert [r.get("tool_choice") for r in provider.requests] == [None, "required"]
+
+
+def test_a_provider_that_refuses_tool_choice_is_asked_again_without_it(write, provider, loop_cli):
+    def refuse(body):
+        return failure(400) if "tool_choice" in body else None
+
+    provider.responder = refuse
+    provider.add(reply("Prose."), reply("More prose."),
+                 reply("", [("write_file", {"path": "done.txt", "content": "ok"}), ("finish", {})]))
+    assert loop_cli("run", provider_spec(write, provider.url, DONE)).exit_code == 0
+    asked = [r.get("tool_choice") for r in provider.requests]
+    assert asked == [None, "required", None, None]  # refused once, then never asked again
+
+
+def test_tool_choice_required_and_auto(write, provider, loop_cli):
+    provider.add(reply("Prose."), reply("", [("write_file", {"path": "done.txt", "content": "ok"})]),
+                 reply("", [("finish", {})]))
+    assert loop_cli("run", provider_spec(write, provider.url, DONE, extra="  tool_choice: required")).exit_code == 0
+    assert [r.get("tool_choice") for r in provider.requests] == ["required"] * 3
+    provider.requests.clear()
+    Path("done.txt").unlink()
+    provider.add(reply("Prose."), reply("", [("write_file", {"path": "done.txt", "content": "ok"}), ("finish", {})]))
+    assert loop_cli("run", provider_spec(write, provider.url, DONE, extra="  tool_choice: auto")).exit_code == 0
+    assert [r.get("tool_choice") for r in provider.requests] == [None, None]

@@ -61,6 +61,7 @@ class Loop:
         self.snapshot = Snapshot.load(workdir, folder) if state else Snapshot.take(workdir, folder)
         self.progress = Progress(workdir, resolved.spec.stop.no_progress is not None, **state.get("progress", {}))
         self.last_results: list[CheckResult] = []
+        self.drifted = False  # the last reply called no tool
         self.baselines: dict[str, float | None] = dict(state.get("baselines", {}))
         counter, settings = Counter(resolved.spec.model.name), resolved.spec.context
         if state:
@@ -128,6 +129,7 @@ class Loop:
         self.counters.iteration += 1
         turn = self.query()
         ending = self.execute(turn)
+        self.drifted = ending in ("no_tool", "empty")  # then the next request asks for a tool call
         results = self.verify(ending)
         self.progress.iteration_done(turn.tool_calls, results)
         self.save()
@@ -145,7 +147,8 @@ class Loop:
             compaction = self.context.fit(self.summarize)
             if compaction:
                 self.emit("compaction", **compaction)
-            turn = self.model.complete(self.context.prompt(), self.toolbox.schemas(), deadline=self.deadline())
+            turn = self.model.complete(self.context.prompt(), self.toolbox.schemas(), deadline=self.deadline(),
+                                       require_tool=self.drifted)
         except ModelError:
             self.limits.check_time(self.counters)  # a call cut short by the run's timeout ends it as a timeout
             raise

@@ -49,11 +49,13 @@ class Turn:
 
 
 class Model(Protocol):
-    """`deadline` (time.monotonic()) bounds the call, retries and fallbacks included."""
+    """`deadline` (time.monotonic()) bounds the call, retries and fallbacks included. `require_tool`:
+    the loop would rather have a tool call than prose this turn (the model's `tool_choice` says
+    whether the provider is asked to insist)."""
     name: str
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 purpose: str = "act", deadline: float | None = None) -> Turn: ...
+                 purpose: str = "act", deadline: float | None = None, require_tool: bool = False) -> Turn: ...
 
 
 def parse_arguments(raw: Any) -> dict[str, Any] | None:

@@ -86,22 +86,24 @@ class LiteLLMModel:
         self.on_retry = on_retry or (lambda event: None)
         self.sleep = sleep
         self.cooling: dict[str, float] = {}  # model name -> when it may be tried again
+        self.refuses_tool_choice: set[str] = set()  # models whose provider answered tool_choice with a 400
         litellm()  # imported now (seconds), so that no call's deadline pays for the import
 
     def endpoints(self) -> list[Endpoint]:
         primary = self.spec
-        inherited = primary.model_dump(include={"temperature", "max_output_tokens", "params"})
+        inherited = primary.model_dump(include={"temperature", "max_output_tokens", "params", "tool_choice"})
         return [primary] + [Endpoint(**{**inherited, **f.model_dump(exclude_unset=True)})
                             for f in primary.fallbacks]
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 purpose: str = "act", deadline: float | None = None) -> Turn:
+                 purpose: str = "act", deadline: float | None = None, require_tool: bool = False) -> Turn:
         failures, causes = [], []
         endpoints = self.endpoints()
         ready = [e for e in endpoints if self.cooling.get(e.name, 0.0) <= time.monotonic()] or endpoints
         for endpoint in ready:
             try:
-                return self._with_retries(endpoint, messages, tools, deadline)
+                insist = bool(tools) and self._insists(endpoint, require_tool)
+                return self._with_retries(endpoint, messages, tools, deadline, insist)
             except ModelError as exc:
                 failures.append(str(exc))
                 causes.append(exc.__cause__)
@@ -109,8 +111,12 @@ class LiteLLMModel:
         tried = "; then ".join(failures)
         raise ModelError(f"the model provider failed: {tried}.{_hint(causes)}")
 
+    def _insists(self, endpoint: Endpoint, require_tool: bool) -> bool:
+        wanted = endpoint.tool_choice == "required" or (endpoint.tool_choice == "adaptive" and require_tool)
+        return wanted and endpoint.name not in self.refuses_tool_choice
+
     def _with_retries(self, endpoint: Endpoint, messages: list[dict[str, Any]],
-                      tools: list[dict[str, Any]], deadline: float | None) -> Turn:
+                      tools: list[dict[str, Any]], deadline: float | None, insist: bool = False) -> Turn:
         missing = self._missing_key(endpoint)
         if missing:  # no attempt can cure it: say so now, not after the retries
             raise ModelError(f"{endpoint.name} ({missing})")
@@ -120,8 +126,11 @@ class LiteLLMModel:
             if left <= 0:
                 raise ModelError(f"{endpoint.name} (no time left for attempt {attempt})")
             try:
-                return self._call(endpoint, messages, tools, left)
+                return self._call(endpoint, messages, tools, left, insist)
             except Exception as exc:
+                if insist and isinstance(exc, litellm().BadRequestError):  # the provider cannot insist: ask plainly
+                    self.refuses_tool_choice.add(endpoint.name)
+                    return self._with_retries(endpoint, messages, tools, deadline)
                 error = f"{type(exc).__name__}: {_reason(exc)}"
                 out_of_time = deadline is not None and time.monotonic() >= deadline
                 if attempt == attempts or not _retryable(exc) or out_of_time:
@@ -134,12 +143,14 @@ class LiteLLMModel:
         raise AssertionError("unreachable")
 
     def _call(self, endpoint: Endpoint, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-              timeout: float) -> Turn:
+              timeout: float, insist: bool = False) -> Turn:
         lib = litellm()
         kwargs: dict[str, Any] = {"model": endpoint.name, "messages": messages, "max_retries": 0,
                                   "timeout": timeout, **endpoint.params}
         if tools:
             kwargs["tools"] = tools
+        if insist:
+            kwargs.setdefault("tool_choice", "required")
         if endpoint.temperature is not None:
             kwargs["temperature"] = endpoint.temperature
         if endpoint.max_output_tokens:

@@ -39,8 +39,8 @@ class ScriptedModel:
         self._counted: tuple[int, list[Any], int] = (0, [], 0)  # a prompt's length, its markers, its tokens
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 purpose: str = "act", deadline: float | None = None) -> Turn:
-        self.calls.append({"purpose": purpose, "messages": messages,
+                 purpose: str = "act", deadline: float | None = None, require_tool: bool = False) -> Turn:
+        self.calls.append({"purpose": purpose, "messages": messages, "require_tool": require_tool,
                            "tools": [t["function"]["name"] for t in tools]})
         prompt = self._prompt_tokens(messages)
         if purpose == "summarize":
@@ -89,8 +89,8 @@ class Recorder:
         self.turns: list[dict[str, Any]] = []
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                 purpose: str = "act", deadline: float | None = None) -> Turn:
-        turn = self.model.complete(messages, tools, purpose, deadline)
+                 purpose: str = "act", deadline: float | None = None, require_tool: bool = False) -> Turn:
+        turn = self.model.complete(messages, tools, purpose, deadline, require_tool)
         if purpose == "summarize":
             self.turns.append({"summary": turn.text})
         elif purpose == "act":

@@ -126,6 +126,10 @@ class Endpoint(Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="Passed through to litellm.")
     price: Price | None = Field(None, description="Per-token prices when litellm does not know the model.")
     script: str | None = Field(None, description="For `scripted`: the script of turns to replay.")
+    tool_choice: Literal["adaptive", "required", "auto"] = Field(
+        "adaptive", description="`required` asks the provider for a tool call on every turn; `adaptive` on the "
+        "turn after a reply that called no tool (a model drifting into prose); `auto` never. A provider that "
+        "refuses the setting is asked again without it.")
 
     @model_validator(mode="after")
     def _script_only_for_scripted(self) -> Endpoint:
