@@ -232,3 +232,18 @@ def test_edit_file_applies_no_whitespace_match_that_is_not_unique(box, tmp_path)
 def test_the_shell_schema_lists_the_allowed_patterns(box):
     shell = next(s["function"] for s in box.schemas() if s["function"]["name"] == "shell")
     assert "`git diff --stat`" in shell["description"] and "`python3 -m pytest -q tests/*`" in shell["description"]
+
+
+def test_read_file_on_a_folder_names_its_files(box):
+    result = call(box, "read_file", path="sub")
+    assert not result.ok and "is a folder" in result.output and "sub/b.py" in result.output
+
+
+def test_the_file_tools_do_not_list_a_runs_directory_inside_the_workdir(write, tmp_path):
+    write("work/a.txt", "x")
+    write("work/records/.loop-runs", "")
+    write("work/records/r1/trace.jsonl", "{}")
+    resolved = resolve(write("tools.loop.yaml", SPEC))
+    inside = toolbox(resolved, tmp_path / "work", tmp_path / "work" / "records")
+    assert call(inside, "list_files").output == "a.txt"
+    assert "r1" not in call(inside, "search_files", pattern=".").output

@@ -8,6 +8,7 @@ write outside. Every refusal and failure is a `ToolFailure`, which the model rea
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +22,17 @@ from .workspace import Workspace
 MAX_LISTED = 1000
 MAX_MATCHES = 200
 MAX_SEARCH_BYTES = 2 * 1024 * 1024
+FOLDER_HINT = 20  # files named when read_file is given a folder
 
 
 def read_file(ws: Workspace, path: str, start_line: int | None = None, end_line: int | None = None) -> str:
-    text = ws.read_bytes(ws.path(path)).decode("utf-8", errors="replace")
+    target = ws.path(path)
+    if target.is_dir():
+        inside = [ws.show(f) for f in itertools.islice(_walk(ws, target), FOLDER_HINT + 1)]
+        more = ", ..." if len(inside) > FOLDER_HINT else ""
+        raise ToolFailure(f"`{path}` is a folder, not a file; files in it: {', '.join(inside[:FOLDER_HINT]) or 'none'}"
+                          f"{more}")
+    text = ws.read_bytes(target).decode("utf-8", errors="replace")
     if start_line is None and end_line is None:
         return text if text else "(empty file)"
     lines = text.splitlines(keepends=True)
@@ -79,9 +87,9 @@ def _in_line_endings(text: str, snippet: str) -> str:
 
 
 def _walk(ws: Workspace, start: Path) -> Iterator[Path]:
-    """Files under `start`, skipping tool caches and symlinks that point out of the workdir."""
+    """Files under `start`, skipping tool caches, the run record and symlinks that point out of the workdir."""
     for folder, dirs, names in os.walk(start):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and Path(folder, d) not in ws.hidden)
         for name in sorted(names):
             file = Path(folder) / name
             if not file.is_symlink() or ws.root in Path(os.path.realpath(file)).parents:
