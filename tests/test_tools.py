@@ -59,7 +59,8 @@ def call(box, name, **args):
 
 def test_file_tools_read_write_edit_list_search(box, tmp_path):
     assert call(box, "read_file", path="a.txt").output == "alpha\nbeta\ngamma\n"
-    assert call(box, "read_file", path="a.txt", start_line=2, end_line=2).output == "beta\n"
+    assert call(box, "read_file", path="a.txt", start_line=2, end_line=2).output == "beta\n[lines 2-2 of 3]"
+    assert call(box, "read_file", path="a.txt", start_line=1, end_line=50).output == "alpha\nbeta\ngamma\n"
     assert call(box, "write_file", path="new/c.txt", content="hi").ok
     assert (tmp_path / "work/new/c.txt").read_text() == "hi"
     again = call(box, "write_file", path="new/c.txt", content="hi")

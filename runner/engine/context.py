@@ -113,7 +113,11 @@ class Context:
         return unit
 
     def add_turn(self, turn: Turn) -> None:
-        self._add(turn.message())
+        """The model's turn, if it said or called anything. An empty reply is left out: providers
+        reject an assistant message with neither content nor tool calls, and a placeholder text
+        would be imitated by the model (the report that follows says the reply was empty)."""
+        if turn.tool_calls or turn.text.strip():
+            self._add(turn.message())
 
     def add_tool_result(self, call_id: str, name: str, output: str) -> str | None:
         """Add a tool's output (offloaded if large) to the open turn; return the artifact handle."""

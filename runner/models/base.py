@@ -10,8 +10,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-EMPTY_REPLY = "(empty reply)"
-
 
 @dataclass
 class ToolCall:
@@ -38,14 +36,12 @@ class Turn:
     cache_write_tokens: int = 0  # of prompt_tokens: written to it (Anthropic prices these apart)
 
     def message(self) -> dict[str, Any]:
-        """The assistant message as it goes back into the context. Providers reject an assistant
-        message with neither content nor tool calls (llama.cpp: 500; Anthropic: 400), so an empty
-        reply goes back as a marker that says so."""
-        said = self.text if self.text.strip() else None
-        if not self.tool_calls:
-            return {"role": "assistant", "content": said or EMPTY_REPLY}
-        return {"role": "assistant", "content": said,
-                "tool_calls": [call.wire() for call in self.tool_calls]}
+        """The assistant message as it goes back into the context (an empty reply goes back as none:
+        see Context.add_turn)."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.text if self.text.strip() else None}
+        if self.tool_calls:
+            message["tool_calls"] = [call.wire() for call in self.tool_calls]
+        return message
 
 
 class Model(Protocol):

@@ -38,7 +38,12 @@ def read_file(ws: Workspace, path: str, start_line: int | None = None, end_line:
     lines = text.splitlines(keepends=True)
     first = max(start_line or 1, 1)
     last = min(end_line or len(lines), len(lines))
-    return "".join(lines[first - 1:last]) or f"(no lines {first}-{last}; the file has {len(lines)})"
+    part = "".join(lines[first - 1:last])
+    if not part:
+        return f"(no lines {first}-{last}; the file has {len(lines)})"
+    if first == 1 and last == len(lines):
+        return part
+    return part.rstrip("\n") + f"\n[lines {first}-{last} of {len(lines)}]"  # a model may not know there is more
 
 
 def write_file(ws: Workspace, path: str, content: str) -> str:
