@@ -67,18 +67,19 @@ def lenient(text: str, old: str, new: str) -> str | None:
 
 
 def closest(text: str, old: str) -> str:
-    """The file's text nearest to `old`, shown for the model to copy; empty if nothing is near."""
+    """The file's text nearest to `old`, shown for the model to copy; empty if nothing is near. Windows
+    of a line fewer to two more than `old` has are tried: a model often joins or splits lines."""
     want = old.strip("\r\n").splitlines() or [old]
     lines = text.splitlines()
     if len(lines) > MAX_HINT_LINES:
         return ""
-    size = min(len(want), len(lines))
     target = "\n".join(want)
-    best, at = 0.0, 0
-    for start in range(len(lines) - size + 1):
-        matcher = difflib.SequenceMatcher(None, "\n".join(lines[start:start + size]), target, autojunk=False)
-        if matcher.real_quick_ratio() > best and matcher.quick_ratio() > best and matcher.ratio() > best:
-            best, at = matcher.ratio(), start
+    best, at, size = 0.0, 0, 0
+    for span in range(max(len(want) - 1, 1), min(len(want) + 2, len(lines)) + 1):
+        for start in range(len(lines) - span + 1):
+            matcher = difflib.SequenceMatcher(None, "\n".join(lines[start:start + span]), target, autojunk=False)
+            if matcher.real_quick_ratio() > best and matcher.quick_ratio() > best and matcher.ratio() > best:
+                best, at, size = matcher.ratio(), start, span
     if best < MIN_LIKENESS:
         return ""
     shown = "\n".join(lines[at:at + size])
