@@ -248,3 +248,16 @@ def test_the_file_tools_do_not_list_a_runs_directory_inside_the_workdir(write, t
     inside = toolbox(resolved, tmp_path / "work", tmp_path / "work" / "records")
     assert call(inside, "list_files").output == "a.txt"
     assert "r1" not in call(inside, "search_files", pattern=".").output
+
+
+def test_edit_file_takes_joined_lines_word_for_word_keeping_the_files_whitespace(box, tmp_path):
+    work = tmp_path / "work"
+    (work / "c.py").write_text("def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a + b\n")
+    joined = call(box, "edit_file", path="c.py", old="def add(a, b): return a - b", new="def add(a, b): return a + b")
+    assert joined.ok and "line breaks and indentation were kept" in joined.output
+    assert (work / "c.py").read_text() == "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a + b\n"
+    for old, new in (("def mul(a, b): return a + b", "def mul(a, b): return a * b * 1"),  # another word count
+                     ("(a, b): return a +", "(a, b): return a *")):  # matches in two places now
+        result = call(box, "edit_file", path="c.py", old=old, new=new)
+        assert not result.ok and "not found" in result.output
+    assert (work / "c.py").read_text() == "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a + b\n"

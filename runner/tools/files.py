@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import ToolFailure
 from ..record.search import Search
 from ..record.snapshot import SKIP_DIRS
-from .matching import closest, lenient
+from .matching import closest, lenient, reflowed
 from .workspace import Workspace
 
 MAX_LISTED = 1000
@@ -69,13 +69,14 @@ def edit_file(ws: Workspace, path: str, old: str, new: str) -> str:
     old, new = _in_line_endings(text, old), _in_line_endings(text, new)
     count = text.count(old) if old else 0
     if count == 0:
-        edited = lenient(text, old, new)
+        edited, how = lenient(text, old, new), "the new text's indentation was shifted to fit"
+        if edited is None:
+            edited, how = reflowed(text, old, new), "the file's line breaks and indentation were kept"
         if edited is None:
             raise ToolFailure(f"the old text was not found in {path}. {closest(text, old)}Copy `old` exactly "
                               "from the file (read_file shows it): every space, quote and line break counts")
         ws.write_bytes(target, edited.encode("utf-8", errors="surrogateescape"))
-        return (f"edited {path}: replaced {lines} line(s), matched with different whitespace; the new "
-                "text's indentation was shifted to fit")
+        return f"edited {path}: the old text matched apart from whitespace; {how}"
     if count > 1:
         raise ToolFailure(f"the old text occurs {count} times in {path}; include more lines to make it unique")
     if old == new:

@@ -1,18 +1,25 @@
 """Finding the text an edit means when the model did not copy it exactly.
 
 Models rarely get `old` wrong in substance, but often in whitespace: a line's indentation shifted
-as a whole, spaces left at line ends. `lenient` applies such an edit when exactly one run of whole
-lines matches once those are ignored, and shifts the new text's indentation the same way. Any
-other difference (quotes, a changed word) is not guessed at: `closest` shows the model the text
-that comes nearest, so that its next try copies it.
+as a whole, spaces left at line ends, or two lines joined into one (a small model avoids `\n` in
+its JSON arguments). `lenient` applies an edit when exactly one run of whole lines matches once
+line-end spaces and a uniform indentation shift are ignored, and shifts the new text alike.
+`reflowed` applies one whose `old` matches exactly one place word for word, whatever the
+whitespace between the words, when `new` has as many words: each word of `new` takes the place
+of one of `old`, with the file's own whitespace between them. Any other difference (quotes, a
+changed word count) is not guessed at: `closest` shows the model the text that comes nearest,
+so that its next try copies it.
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
+import re
 
 MAX_HINT_LINES = 5000  # files longer than this get no closest-match hint (the search is quadratic)
 MIN_LIKENESS = 0.5
+MAX_REFLOW_WORDS = 2000
 
 
 def _indent(line: str) -> str:
@@ -64,6 +71,21 @@ def lenient(text: str, old: str, new: str) -> str | None:
     ending = last[len(last.rstrip("\r\n")):]
     middle = (("\r\n" if "\r\n" in text else "\n").join(replaced) + ending) if replaced else ""
     return "".join(lines[:start]) + middle + "".join(lines[start + size:])
+
+
+def reflowed(text: str, old: str, new: str) -> str | None:
+    """`text` with the one place that matches `old` word for word (any whitespace between the words)
+    replaced by `new`'s words, kept apart by the file's whitespace; None unless that is unambiguous."""
+    words, new_words = old.split(), new.split()
+    if not words or len(new_words) != len(words) or len(words) > MAX_REFLOW_WORDS:
+        return None
+    found = list(itertools.islice(re.finditer(r"\s+".join(map(re.escape, words)), text), 2))
+    if len(found) != 1:
+        return None
+    match = found[0]
+    gaps = re.findall(r"\s+", match.group())
+    rebuilt = new_words[0] + "".join(gap + word for gap, word in zip(gaps, new_words[1:]))
+    return text[:match.start()] + rebuilt + text[match.end():]
 
 
 def closest(text: str, old: str) -> str:
