@@ -261,3 +261,14 @@ def test_edit_file_takes_joined_lines_word_for_word_keeping_the_files_whitespace
         result = call(box, "edit_file", path="c.py", old=old, new=new)
         assert not result.ok and "not found" in result.output
     assert (work / "c.py").read_text() == "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a + b\n"
+
+
+def test_an_edit_made_before_is_a_no_op_not_a_failure(box, tmp_path):
+    work = tmp_path / "work"
+    (work / "c.py").write_text("def add(a, b):\n    return a - b\n")
+    for _ in range(2):  # the second time, as a model retrying it would
+        result = call(box, "edit_file", path="c.py", old="def add(a, b): return a - b",
+                      new="def add(a, b): return a + b")
+        assert result.ok
+    assert "made before" in result.output and (work / "c.py").read_text() == "def add(a, b):\n    return a + b\n"
+    assert not call(box, "edit_file", path="c.py", old="return a * b", new="return a / b").ok  # new is absent too

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import ToolFailure
 from ..record.search import Search
 from ..record.snapshot import SKIP_DIRS
-from .matching import closest, lenient, reflowed
+from .matching import closest, done_already, loosely
 from .workspace import Workspace
 
 MAX_LISTED = 1000
@@ -69,20 +69,29 @@ def edit_file(ws: Workspace, path: str, old: str, new: str) -> str:
     old, new = _in_line_endings(text, old), _in_line_endings(text, new)
     count = text.count(old) if old else 0
     if count == 0:
-        edited, how = lenient(text, old, new), "the new text's indentation was shifted to fit"
-        if edited is None:
-            edited, how = reflowed(text, old, new), "the file's line breaks and indentation were kept"
-        if edited is None:
-            raise ToolFailure(f"the old text was not found in {path}. {closest(text, old)}Copy `old` exactly "
-                              "from the file (read_file shows it): every space, quote and line break counts")
-        ws.write_bytes(target, edited.encode("utf-8", errors="surrogateescape"))
-        return f"edited {path}: the old text matched apart from whitespace; {how}"
+        return _edit_loosely(ws, target, path, text, old, new)
     if count > 1:
         raise ToolFailure(f"the old text occurs {count} times in {path}; include more lines to make it unique")
     if old == new:
         return "old and new are the same; nothing changed"
     ws.write_bytes(target, text.replace(old, new, 1).encode("utf-8", errors="surrogateescape"))
     return f"edited {path}: replaced {lines} line(s)"
+
+
+def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, new: str) -> str:
+    """`old` is not in the file as written: apply what the model meant, if that is unambiguous
+    (matching.py), or say that the edit was made already; else fail with the closest text."""
+    loose = loosely(text, old, new)
+    if loose is None:
+        if done_already(text, old, new):
+            return f"{path} has the new text already and not the old one: this edit was made before; nothing changed"
+        raise ToolFailure(f"the old text was not found in {path}. {closest(text, old)}Copy `old` exactly "
+                          "from the file (read_file shows it): every space, quote and line break counts")
+    edited, how = loose
+    if edited == text:
+        return "the old text matched apart from whitespace, and the new text is the same; nothing changed"
+    ws.write_bytes(target, edited.encode("utf-8", errors="surrogateescape"))
+    return f"edited {path}: the old text matched apart from whitespace; {how}"
 
 
 def _in_line_endings(text: str, snippet: str) -> str:

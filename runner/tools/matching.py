@@ -76,16 +76,35 @@ def lenient(text: str, old: str, new: str) -> str | None:
 def reflowed(text: str, old: str, new: str) -> str | None:
     """`text` with the one place that matches `old` word for word (any whitespace between the words)
     replaced by `new`'s words, kept apart by the file's whitespace; None unless that is unambiguous."""
-    words, new_words = old.split(), new.split()
-    if not words or len(new_words) != len(words) or len(words) > MAX_REFLOW_WORDS:
+    places, new_words = _places(text, old), new.split()
+    if len(places) != 1 or len(new_words) != len(old.split()):
         return None
-    found = list(itertools.islice(re.finditer(r"\s+".join(map(re.escape, words)), text), 2))
-    if len(found) != 1:
-        return None
-    match = found[0]
+    match = places[0]
     gaps = re.findall(r"\s+", match.group())
     rebuilt = new_words[0] + "".join(gap + word for gap, word in zip(gaps, new_words[1:]))
     return text[:match.start()] + rebuilt + text[match.end():]
+
+
+def loosely(text: str, old: str, new: str) -> tuple[str, str] | None:
+    """`text` edited as the model meant, and how that was read; None if it is not unambiguous."""
+    edited = lenient(text, old, new)
+    if edited is not None:
+        return edited, "the new text's indentation was shifted to fit"
+    edited = reflowed(text, old, new)
+    return None if edited is None else (edited, "the file's line breaks and indentation were kept")
+
+
+def done_already(text: str, old: str, new: str) -> bool:
+    """Whether the edit was made before: `old` is nowhere (not even word for word) and `new` is there."""
+    return bool(new.split()) and not _places(text, old) and (new in text or bool(_places(text, new)))
+
+
+def _places(text: str, snippet: str) -> list[re.Match[str]]:
+    """The first two places that match `snippet` word for word, with any whitespace between the words."""
+    words = snippet.split()
+    if not words or len(words) > MAX_REFLOW_WORDS:
+        return []
+    return list(itertools.islice(re.finditer(r"\s+".join(map(re.escape, words)), text), 2))
 
 
 def closest(text: str, old: str) -> str:

@@ -39,8 +39,8 @@ class Builtin:
 BUILTINS: dict[str, Builtin] = {
     "read_file": Builtin("Read a text file, or a range of its lines.", {
         "path": _p(description="relative to the workdir"),
-        "start_line": _p("integer", "first line (1-based)", default=None),
-        "end_line": _p("integer", "last line, inclusive", default=None)}),
+        "start_line": _p("integer", "first line to read (1-based); leave out to read from the start", default=None),
+        "end_line": _p("integer", "last line to read, inclusive; leave out to read to the end", default=None)}),
     "write_file": Builtin("Create or overwrite a file with the given content.", {
         "path": _p(), "content": _p(description="the whole new content")}),
     "edit_file": Builtin("Replace a unique piece of text in a file with new text.", {
