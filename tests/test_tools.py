@@ -59,15 +59,17 @@ def call(box, name, **args):
 
 def test_file_tools_read_write_edit_list_search(box, tmp_path):
     assert call(box, "read_file", path="a.txt").output == "alpha\nbeta\ngamma\n"
-    assert call(box, "read_file", path="a.txt", start_line=2, end_line=2).output == "beta\n[lines 2-2 of 3]"
-    assert call(box, "read_file", path="a.txt", start_line=1, end_line=50).output == "alpha\nbeta\ngamma\n"
+    assert call(box, "read_file", path="a.txt", start_line=2, end_line=2).output == "alpha\nbeta\ngamma\n"  # short
+    (tmp_path / "work/long.txt").write_text("".join(f"{i}\n" for i in range(1, 151)))
+    assert call(box, "read_file", path="long.txt", start_line=2, end_line=3).output == "2\n3\n[lines 2-3 of 150]"
+    assert call(box, "read_file", path="long.txt", start_line=140).output.startswith("140\n")
     assert call(box, "write_file", path="new/c.txt", content="hi").ok
     assert (tmp_path / "work/new/c.txt").read_text() == "hi"
     again = call(box, "write_file", path="new/c.txt", content="hi")
     assert again.ok and "nothing changed" in again.output  # idempotent
     assert call(box, "edit_file", path="a.txt", old="beta", new="BETA").ok
     assert (tmp_path / "work/a.txt").read_text() == "alpha\nBETA\ngamma\n"
-    assert call(box, "list_files").output.splitlines() == ["a.txt", "new/c.txt", "sub/b.py"]
+    assert call(box, "list_files").output.splitlines() == ["a.txt", "long.txt", "new/c.txt", "sub/b.py"]
     assert call(box, "list_files", pattern="*.py").output == "sub/b.py"
     assert call(box, "search_files", pattern=r"return \d").output == "sub/b.py:2:     return 1"
 

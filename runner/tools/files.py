@@ -23,6 +23,7 @@ MAX_LISTED = 1000
 MAX_MATCHES = 200
 MAX_SEARCH_BYTES = 2 * 1024 * 1024
 FOLDER_HINT = 20  # files named when read_file is given a folder
+WHOLE_LINES = 100  # read_file returns files this short whole, whatever range was asked for
 
 
 def read_file(ws: Workspace, path: str, start_line: int | None = None, end_line: int | None = None) -> str:
@@ -33,9 +34,9 @@ def read_file(ws: Workspace, path: str, start_line: int | None = None, end_line:
         raise ToolFailure(f"`{path}` is a folder, not a file; files in it: {', '.join(inside[:FOLDER_HINT]) or 'none'}"
                           f"{more}")
     text = ws.read_bytes(target).decode("utf-8", errors="replace")
-    if start_line is None and end_line is None:
-        return text if text else "(empty file)"
     lines = text.splitlines(keepends=True)
+    if start_line is None and end_line is None or len(lines) <= WHOLE_LINES:  # a range of a short file hides more
+        return text if text else "(empty file)"
     first = max(start_line or 1, 1)
     last = min(end_line or len(lines), len(lines))
     part = "".join(lines[first - 1:last])
@@ -73,7 +74,8 @@ def edit_file(ws: Workspace, path: str, old: str, new: str) -> str:
     if count > 1:
         raise ToolFailure(f"the old text occurs {count} times in {path}; include more lines to make it unique")
     if old == new:
-        return "old and new are the same; nothing changed"
+        raise ToolFailure("old and new are the same, so this edit would change nothing; put the corrected text "
+                          "in `new`")
     ws.write_bytes(target, text.replace(old, new, 1).encode("utf-8", errors="surrogateescape"))
     return f"edited {path}: replaced {lines} line(s)"
 

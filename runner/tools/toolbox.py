@@ -37,7 +37,8 @@ class Builtin:
 
 
 BUILTINS: dict[str, Builtin] = {
-    "read_file": Builtin("Read a text file, or a range of its lines.", {
+    "read_file": Builtin("Read a text file, or a range of the lines of a long one (files of up to "
+                         f"{files.WHOLE_LINES} lines are always read whole).", {
         "path": _p(description="relative to the workdir"),
         "start_line": _p("integer", "first line to read (1-based); leave out to read from the start", default=None),
         "end_line": _p("integer", "last line to read, inclusive; leave out to read to the end", default=None)}),
