@@ -32,7 +32,7 @@ from ..errors import RunError, UsageError
 from .masking import masked
 from .snapshot import RUNS_MARKER
 
-LOCK_WAIT_S = 2.0  # how long a new writer waits for the lock of a run whose writer just died
+LOCK_WAIT_S = 1.0  # how long a new writer waits for the lock of a run whose writer just died
 
 
 class Observer(Protocol):
