@@ -162,18 +162,22 @@ def test_file_rules_of_each_kind(write, tmp_path, files, failing):
 
 
 def test_a_run_that_edits_a_protected_file_is_refused_verified(write, tmp_path):
+    # The file tools and confined commands cannot write a guarded file at all; unconfined commands
+    # (sandbox.backend: none) can, and then the check catches it and shows the change.
     write("tests/test_x.py", "def test_x():\n    assert compute() == 4\n")
-    turns = [{"tools": [{"write_file": {"path": "tests/test_x.py", "content": "def test_x():\n    pass\n"}},
-                        {"finish": {}}]},
-             {"tools": [{"write_file": {"path": "tests/test_x.py",
-                                        "content": "def test_x():\n    assert compute() == 4\n"}}, {"finish": {}}]}]
+    write("cheat.txt", "def test_x():\n    pass\n")
+    write("honest.txt", "def test_x():\n    assert compute() == 4\n")
+    turns = [{"tools": [{"copy": {"source": "cheat.txt"}}, {"finish": {}}]},
+             {"tools": [{"copy": {"source": "honest.txt"}}, {"finish": {}}]}]
     checks = "verify:\n  - {name: tests-untouched, file: {path: 'tests/**', unchanged: true}}\n"
-    loop, outcome = run_spec(write, tmp_path, checks, turns)
-    first, second = [e["results"][0] for e in events(loop.record.folder, "verify")]
-    assert not first["passed"] and first["summary"] == "tests/test_x.py was changed by the run; it must stay as it was"
+    tools = "[{name: copy, command: 'cp {{ args.source }} tests/test_x.py', parameters: {source: {type: string}}}]"
+    loop, outcome = run_spec(write, tmp_path, checks, turns, extra="sandbox: {backend: none}\n", tools=tools)
+    first, second = [{r["name"]: r for r in e["results"]} for e in events(loop.record.folder, "verify")]
+    assert not first["guarded-files"]["passed"] and "(tests/test_x.py)" in first["guarded-files"]["summary"]
+    assert first["tests-untouched"]["passed"]  # the checks ran on the restored original
     report = loop.model.calls[1]["messages"][-1]["content"]
-    assert "-    assert compute() == 4" in report and "+    pass" in report  # the diff shows what changed
-    assert second["passed"] and outcome.status.value == "verified"
+    assert "guarded files were changed (tests/test_x.py)" in report
+    assert all(r["passed"] for r in second.values()) and outcome.status.value == "verified"
 
 
 def judge_spec(write, provider, judge_model="openai/judge-model"):

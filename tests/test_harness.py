@@ -173,3 +173,25 @@ def test_tool_choice_required_and_auto(write, provider, loop_cli):
     provider.add(reply("Prose."), reply("", [("write_file", {"path": "done.txt", "content": "ok"}), ("finish", {})]))
     assert loop_cli("run", provider_spec(write, provider.url, DONE, extra="  tool_choice: auto")).exit_code == 0
     assert [r.get("tool_choice") for r in provider.requests] == [None, None]
+
+
+def test_files_an_unchanged_check_guards_are_protected_from_tools_and_commands(write, loop_cli):
+    write("guarded/a.txt", "original\n")
+    path = spec(write, """
+        - tools:
+            - write_file: {path: guarded/a.txt, content: changed}
+            - clobber: {}
+        - tools:
+            - write_file: {path: done.txt, content: ok}
+            - finish: {}
+        """, """
+verify:
+  - {name: done, file: {path: done.txt, contains: ok}}
+  - {name: guarded, file: {path: "guarded/**", unchanged: true}}
+""").read_text()
+    clobber = "tools:\n  - {name: clobber, command: 'echo changed > guarded/a.txt'}\n"
+    write("t.loop.yaml", path.replace("tools:\n", clobber, 1))
+    assert loop_cli("run", "t.loop.yaml").exit_code == 0
+    calls = events(run_folder(Path("runs")), "tool_call")
+    assert [c["ok"] for c in calls[:2]] == [False, False] and "is protected" in calls[0]["output_preview"]
+    assert Path("guarded/a.txt").read_text() == "original\n"

@@ -81,6 +81,9 @@ class Loop:
         self.limits = Limits(self.spec.stop)
         self.progress.scan = self.spec.stop.no_progress is not None
         protect = [self.renderer.field(("protect", i), glob) for i, glob in enumerate(self.spec.protect)]
+        protect += [self.renderer.field(("verify", "checks", i, "file", "path"), check.file.path)  # guarded files:
+                    for i, check in enumerate(self.spec.verify.checks)  # a write could only fail the check later
+                    if check.file and check.file.unchanged]
         previous = policy or getattr(self, "policy", None)
         self.policy = policy_for(self.spec, resolved.files, self.workdir, self.record.folder.parent, previous,
                                  protect)

@@ -92,8 +92,8 @@ class Toolbox:
         self.renderer = renderer
         self.hooks = hooks
         policy = hooks.commands.policy if hooks.commands else None
-        self.workspace = Workspace(workdir, policy.protected if policy else (), tuple(spec.protect),
-                                   policy.hidden if policy else ())
+        self.workspace = Workspace(workdir, policy.protected if policy else (),
+                                   policy.protect if policy else tuple(spec.protect), policy.hidden if policy else ())
         self.offered: dict[str, ToolSpec] = {t.name: t for t in spec.tools}
         self.offered.setdefault("finish", ToolSpec(name="finish"))
         if spec.context.compaction != "none":

@@ -68,8 +68,8 @@ class Workspace:
         rel = self.show(real)
         if any(real == p or p in real.parents for p in self.protected) or any(
                 glob_match(rel, g) for g in self.protect):
-            raise ToolFailure(f"`{rel}` is protected (the spec, its files, .git/ or a `protect:` glob): "
-                              "you may read it but not change it")
+            raise ToolFailure(f"`{rel}` is protected (the spec, its files, .git/, a `protect:` glob or a file an "
+                              "`unchanged` check guards): you may read it but not change it")
 
     def read_bytes(self, real: Path) -> bytes:
         fd = self._open(real, os.O_RDONLY | os.O_NONBLOCK)
