@@ -274,3 +274,15 @@ def test_an_edit_made_before_is_a_no_op_not_a_failure(box, tmp_path):
         assert result.ok
     assert "made before" in result.output and (work / "c.py").read_text() == "def add(a, b):\n    return a + b\n"
     assert not call(box, "edit_file", path="c.py", old="return a * b", new="return a / b").ok  # new is absent too
+
+
+def test_an_insertion_made_before_is_not_made_twice(box, tmp_path):
+    work = tmp_path / "work"
+    (work / "c.py").write_text("def add(a, b):\n    return a - b\n")
+    for _ in range(3):  # a model that reads the file and makes the same insertion again, as real ones do
+        result = call(box, "edit_file", path="c.py", old="def add(a, b):", new="def add(a, b):\n    return a + b")
+        assert result.ok
+    assert "made before" in result.output
+    assert (work / "c.py").read_text() == "def add(a, b):\n    return a + b\n    return a - b\n"
+    appended = call(box, "edit_file", path="c.py", old="return a - b", new="x = 1\n    return a - b")  # before old
+    assert appended.ok and "edited" in appended.output

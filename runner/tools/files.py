@@ -16,13 +16,14 @@ from pathlib import Path
 from ..errors import ToolFailure
 from ..record.search import Search
 from ..record.snapshot import SKIP_DIRS
-from .matching import closest, done_already, loosely
+from .matching import closest, done_already, in_place, loosely
 from .workspace import Workspace
 
 MAX_LISTED = 1000
 MAX_MATCHES = 200
 MAX_SEARCH_BYTES = 2 * 1024 * 1024
 FOLDER_HINT = 20  # files named when read_file is given a folder
+MADE_BEFORE = "{path} has the new text in place already: this edit was made before; nothing changed"
 WHOLE_LINES = 100  # read_file returns files this short whole, whatever range was asked for
 
 
@@ -76,6 +77,8 @@ def edit_file(ws: Workspace, path: str, old: str, new: str) -> str:
     if old == new:
         raise ToolFailure("old and new are the same, so this edit would change nothing; put the corrected text "
                           "in `new`")
+    if in_place(text, old, new):  # `new` extends `old` and is there: a second time would add another copy
+        return MADE_BEFORE.format(path=path)
     ws.write_bytes(target, text.replace(old, new, 1).encode("utf-8", errors="surrogateescape"))
     return f"edited {path}: replaced {lines} line(s)"
 
@@ -86,7 +89,7 @@ def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, n
     loose = loosely(text, old, new)
     if loose is None:
         if done_already(text, old, new):
-            return f"{path} has the new text already and not the old one: this edit was made before; nothing changed"
+            return MADE_BEFORE.format(path=path)
         raise ToolFailure(f"the old text was not found in {path}. {closest(text, old)}Copy `old` exactly "
                           "from the file (read_file shows it): every space, quote and line break counts")
     edited, how = loose

@@ -99,6 +99,15 @@ def done_already(text: str, old: str, new: str) -> bool:
     return bool(new.split()) and not _places(text, old) and (new in text or bool(_places(text, new)))
 
 
+def in_place(text: str, old: str, new: str) -> bool:
+    """Whether `new`, which contains `old`, already stands where `old` is found: the edit was made."""
+    at = new.find(old)
+    if not old or at < 0:
+        return False
+    start = text.find(old)
+    return start >= at and text.startswith(new, start - at)
+
+
 def _places(text: str, snippet: str) -> list[re.Match[str]]:
     """The first two places that match `snippet` word for word, with any whitespace between the words."""
     words = snippet.split()
