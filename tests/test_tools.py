@@ -79,8 +79,10 @@ def test_edit_fails_when_the_old_text_is_absent_or_ambiguous(box, tmp_path):
     absent = call(box, "edit_file", path="a.txt", old="delta", new="D")
     ambiguous = call(box, "edit_file", path="dup.txt", old="x", new="y")
     assert not absent.ok and "not found" in absent.output
-    assert not ambiguous.ok and "occurs 2 times" in ambiguous.output
+    assert not ambiguous.ok and "occurs 2 times" in ambiguous.output and "replace_all" in ambiguous.output
     assert (tmp_path / "work/dup.txt").read_text() == "x\nx\n"
+    every = call(box, "edit_file", path="dup.txt", old="x", new="y", replace_all=True)
+    assert every.ok and "2 times" in every.output and (tmp_path / "work/dup.txt").read_text() == "y\ny\n"
 
 
 ESCAPES = ["../secret.txt", "/etc/passwd", "sub/../../secret.txt", "./sub/../../secret.txt", "~/x",

@@ -60,7 +60,7 @@ def write_file(ws: Workspace, path: str, content: str) -> str:
     return f"wrote {len(data)} bytes to {path}"
 
 
-def edit_file(ws: Workspace, path: str, old: str, new: str) -> str:
+def edit_file(ws: Workspace, path: str, old: str, new: str, replace_all: bool = False) -> str:
     target = ws.path(path)
     ws.check_writable(target)
     data = ws.read_bytes(target)
@@ -72,15 +72,16 @@ def edit_file(ws: Workspace, path: str, old: str, new: str) -> str:
     count = text.count(old) if old else 0
     if count == 0:
         return _edit_loosely(ws, target, path, text, old, new)
-    if count > 1:
-        raise ToolFailure(f"the old text occurs {count} times in {path}; include more lines to make it unique")
+    if count > 1 and not replace_all:
+        raise ToolFailure(f"the old text occurs {count} times in {path}; include more lines to make it unique, "
+                          "or set replace_all to replace every one")
     if old == new:
         raise ToolFailure("old and new are the same, so this edit would change nothing; put the corrected text "
                           "in `new`")
-    if in_place(text, old, new):  # `new` extends `old` and is there: a second time would add another copy
+    if count == 1 and in_place(text, old, new):  # `new` extends `old` and is there: a second time adds a copy
         return MADE_BEFORE.format(path=path)
-    ws.write_bytes(target, text.replace(old, new, 1).encode("utf-8", errors="surrogateescape"))
-    return f"edited {path}: replaced {lines} line(s)"
+    ws.write_bytes(target, text.replace(old, new, -1 if replace_all else 1).encode("utf-8", errors="surrogateescape"))
+    return f"edited {path}: replaced {lines} line(s)" + (f", {count} times" if count > 1 else "")
 
 
 def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, new: str) -> str:

@@ -45,9 +45,11 @@ BUILTINS: dict[str, Builtin] = {
     "write_file": Builtin("Create or overwrite a file with the given content.", {
         "path": _p(), "content": _p(description="the whole new content")}),
     "edit_file": Builtin("Replace a unique piece of text in a file with new text.", {
-        "path": _p(), "old": _p(description="the text to replace, copied from the file; it must occur once. "
-                                            "Whitespace at line ends and a shifted indentation are forgiven"),
-        "new": _p(description="replacement text")}),
+        "path": _p(), "old": _p(description="the text to replace, copied from the file; it must occur once "
+                                            "(unless replace_all). Whitespace at line ends and a shifted "
+                                            "indentation are forgiven"),
+        "new": _p(description="replacement text"),
+        "replace_all": _p("boolean", "replace every occurrence of old, e.g. to rename", default=False)}),
     "list_files": Builtin("List files under a folder, recursively.", {
         "path": _p(default="."), "pattern": _p(description="glob over relative paths", default=None)}),
     "search_files": Builtin("Search file contents with a regular expression; prints path:line: text.", {
