@@ -79,6 +79,8 @@ def test_edit_fails_when_the_old_text_is_absent_or_ambiguous(box, tmp_path):
     absent = call(box, "edit_file", path="a.txt", old="delta", new="D")
     ambiguous = call(box, "edit_file", path="dup.txt", old="x", new="y")
     assert not absent.ok and "not found" in absent.output
+    guessed = call(box, "edit_file", path="a.txt", old="print('Hello, world!')", new="x").output
+    assert "The whole file:\n```\nalpha\nbeta\ngamma\n```" in guessed  # nothing near, and the file is short
     assert not ambiguous.ok and "occurs 2 times" in ambiguous.output and "replace_all" in ambiguous.output
     assert (tmp_path / "work/dup.txt").read_text() == "x\nx\n"
     every = call(box, "edit_file", path="dup.txt", old="x", new="y", replace_all=True)

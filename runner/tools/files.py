@@ -91,8 +91,10 @@ def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, n
     if loose is None:
         if done_already(text, old, new):
             return MADE_BEFORE.format(path=path)
-        raise ToolFailure(f"the old text was not found in {path}. {closest(text, old)}Copy `old` exactly "
-                          "from the file (read_file shows it): every space, quote and line break counts")
+        near = closest(text, old) or (f"The whole file:\n```\n{text.rstrip()}\n```\n"  # nothing near: a guess
+                                      if len(text.splitlines()) <= WHOLE_LINES else "")
+        raise ToolFailure(f"the old text was not found in {path}. {near}Copy `old` exactly from the file: every "
+                          "space, quote and line break counts")
     edited, how = loose
     if edited == text:
         return "the old text matched apart from whitespace, and the new text is the same; nothing changed"
