@@ -14,12 +14,16 @@ so that its next try copies it.
 from __future__ import annotations
 
 import difflib
+import heapq
 import itertools
 import re
 
-MAX_HINT_LINES = 5000  # files longer than this get no closest-match hint (the search is quadratic)
+# The agent controls both the file and `old`: bounds keep every loose reading and hint under a second.
+MAX_LOOSE_CHARS = 256 * 1024  # larger files get exact matching only
+MAX_HINT_OLD_CHARS = 1000  # a longer `old` gets no closest-match hint (the close comparison is quadratic)
+HINT_ANCHORS = 3  # candidate places compared closely
 MIN_LIKENESS = 0.5
-MAX_REFLOW_WORDS = 2000
+MAX_REFLOW_WORDS = 200
 
 
 def _indent(line: str) -> str:
@@ -87,6 +91,8 @@ def reflowed(text: str, old: str, new: str) -> str | None:
 
 def loosely(text: str, old: str, new: str) -> tuple[str, str] | None:
     """`text` edited as the model meant, and how that was read; None if it is not unambiguous."""
+    if len(text) > MAX_LOOSE_CHARS:
+        return None
     edited = lenient(text, old, new)
     if edited is not None:
         return edited, "the new text's indentation was shifted to fit"
@@ -111,27 +117,40 @@ def in_place(text: str, old: str, new: str) -> bool:
 def _places(text: str, snippet: str) -> list[re.Match[str]]:
     """The first two places that match `snippet` word for word, with any whitespace between the words."""
     words = snippet.split()
-    if not words or len(words) > MAX_REFLOW_WORDS:
+    if not words or len(words) > MAX_REFLOW_WORDS or len(text) > MAX_LOOSE_CHARS:
         return []
     return list(itertools.islice(re.finditer(r"\s+".join(map(re.escape, words)), text), 2))
 
 
 def closest(text: str, old: str) -> str:
-    """The file's text nearest to `old`, shown for the model to copy; empty if nothing is near. Windows
-    of a line fewer to two more than `old` has are tried: a model often joins or splits lines."""
+    """The file's text nearest to `old`, shown for the model to copy; empty if nothing is near. Lines
+    sharing the most words with `old`'s first line are the candidates (cheap, whatever the file); at
+    each, windows of a line fewer to two more than `old` has are compared closely: a model often
+    joins or splits lines."""
     want = old.strip("\r\n").splitlines() or [old]
     lines = text.splitlines()
-    if len(lines) > MAX_HINT_LINES:
+    if len(text) > MAX_LOOSE_CHARS or len(old) > MAX_HINT_OLD_CHARS or not want[0].strip():
         return ""
+    first = _words(want[0])
+    anchors = heapq.nlargest(HINT_ANCHORS, range(len(lines)), key=lambda i: _shared(_words(lines[i]), first))
     target = "\n".join(want)
     best, at, size = 0.0, 0, 0
-    for span in range(max(len(want) - 1, 1), min(len(want) + 2, len(lines)) + 1):
-        for start in range(len(lines) - span + 1):
-            matcher = difflib.SequenceMatcher(None, "\n".join(lines[start:start + span]), target, autojunk=False)
-            if matcher.real_quick_ratio() > best and matcher.quick_ratio() > best and matcher.ratio() > best:
-                best, at, size = matcher.ratio(), start, span
+    for start in anchors:
+        for span in range(max(len(want) - 1, 1), len(want) + 3):
+            window = "\n".join(lines[start:start + span])[:MAX_HINT_OLD_CHARS + 500]
+            likeness = difflib.SequenceMatcher(None, window, target, autojunk=False).ratio()
+            if likeness > best:
+                best, at, size = likeness, start, min(span, len(lines) - start)
     if best < MIN_LIKENESS:
         return ""
     shown = "\n".join(lines[at:at + size])
     where = f"line {at + 1}" if size == 1 else f"lines {at + 1}-{at + size}"
     return f"The closest text is at {where} ({best:.0%} alike):\n```\n{shown}\n```\n"
+
+
+def _words(line: str) -> set[str]:
+    return set(re.findall(r"\w+|[^\w\s]", line))
+
+
+def _shared(words: set[str], wanted: set[str]) -> float:
+    return len(words & wanted) / (len(words | wanted) or 1)
