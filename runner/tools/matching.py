@@ -8,7 +8,8 @@ line-end spaces and a uniform indentation shift are ignored, and shifts the new 
 whitespace between the words, when `new` has as many words: each word of `new` takes the place
 of one of `old`, with the file's own whitespace between them. Any other difference (quotes, a
 changed word count) is not guessed at: `closest` shows the model the text that comes nearest,
-so that its next try copies it.
+so that its next try copies it. `done_already` and `in_place` recognise an edit made before, so
+that a retried edit changes nothing.
 """
 
 from __future__ import annotations
