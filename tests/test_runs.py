@@ -169,6 +169,13 @@ def test_sigkill_mid_iteration_then_resume_to_verified_with_the_orphaned_command
     """Unsandboxed, the command a SIGKILLed runner leaves going runs on until `resume` reaps it; in
     bubblewrap's PID namespace it dies with the runner, and there is nothing left to reap."""
     held_spec(write, sandbox=f"{{backend: {sandbox}}}")
+    try:
+        sigkill_and_resume(tmp_path, sandbox)
+    finally:  # a failing assertion must not leave the unsandboxed hold running: `go` ends it
+        (tmp_path / "go").write_text("")
+
+
+def sigkill_and_resume(tmp_path, sandbox):
     run = spawn(tmp_path, "run", "r.loop.yaml", "-q")
     folder = holding(tmp_path)
     run.kill()
