@@ -93,7 +93,7 @@ class Snapshot:
 
     def files(self) -> list[str]:
         """The workdir's files when the run started (the first message names them)."""
-        return sorted(self.hashes)
+        return list(self.hashes)
 
     @classmethod
     def take(cls, root: Path, folder: Path) -> Snapshot:

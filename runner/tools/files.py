@@ -10,12 +10,10 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ToolFailure
 from ..record.search import Search
-from ..record.snapshot import SKIP_DIRS
 from .matching import closest, done_already, in_place, loosely
 from .workspace import Workspace
 
@@ -30,7 +28,7 @@ WHOLE_LINES = 100  # read_file returns files this short whole, whatever range wa
 def read_file(ws: Workspace, path: str, start_line: int | None = None, end_line: int | None = None) -> str:
     target = ws.path(path)
     if target.is_dir():
-        inside = [ws.show(f) for f in itertools.islice(_walk(ws, target), FOLDER_HINT + 1)]
+        inside = [ws.show(f) for f in itertools.islice(ws.walk(target), FOLDER_HINT + 1)]
         more = ", ..." if len(inside) > FOLDER_HINT else ""
         raise ToolFailure(f"`{path}` is a folder, not a file; files in it: {', '.join(inside[:FOLDER_HINT]) or 'none'}"
                           f"{more}")
@@ -109,21 +107,11 @@ def _in_line_endings(text: str, snippet: str) -> str:
     return snippet if ending == "\n" else snippet.replace("\r\n", "\n").replace("\n", ending)
 
 
-def _walk(ws: Workspace, start: Path) -> Iterator[Path]:
-    """Files under `start`, skipping tool caches, the run record and symlinks that point out of the workdir."""
-    for folder, dirs, names in os.walk(start):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and Path(folder, d) not in ws.hidden)
-        for name in sorted(names):
-            file = Path(folder) / name
-            if not file.is_symlink() or ws.root in Path(os.path.realpath(file)).parents:
-                yield file
-
-
 def list_files(ws: Workspace, path: str = ".", pattern: str | None = None) -> str:
     start = ws.path(path)
     if not start.is_dir():
         raise ToolFailure(f"`{path}` is not a directory")
-    found = [ws.show(f) for f in _walk(ws, start) if not pattern or fnmatch.fnmatch(ws.show(f), pattern)]
+    found = [ws.show(f) for f in ws.walk(start) if not pattern or fnmatch.fnmatch(ws.show(f), pattern)]
     if not found:
         return "(no files)"
     left = len(found) - MAX_LISTED
@@ -134,7 +122,7 @@ def list_files(ws: Workspace, path: str = ".", pattern: str | None = None) -> st
 def search_files(ws: Workspace, pattern: str, path: str = ".", glob: str | None = None) -> str:
     search = Search(pattern)
     start = ws.path(path)
-    files = [start] if start.is_file() else list(_walk(ws, start))
+    files = [start] if start.is_file() else list(ws.walk(start))
     matches: list[str] = []
     for file in files:
         if glob and not fnmatch.fnmatch(ws.show(file), glob) or file.lstat().st_size > MAX_SEARCH_BYTES:

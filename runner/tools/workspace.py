@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import difflib
 import errno
+import itertools
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ToolFailure
@@ -121,15 +123,18 @@ class Workspace:
         finally:
             os.close(folder)
 
+    def walk(self, start: Path) -> Iterator[Path]:
+        """Files under `start`, skipping tool caches, the run record and symlinks that point out of the workdir."""
+        for folder, dirs, names in os.walk(start):
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and Path(folder, d) not in self.hidden)
+            for name in sorted(names):
+                file = Path(folder) / name
+                if not file.is_symlink() or self.root in Path(os.path.realpath(file)).parents:
+                    yield file
 
     def _near(self, missing: str) -> str:
         """Paths like `missing` that do exist, for the message about it: a guessed path is often close."""
-        known = []
-        for folder, dirs, names in os.walk(self.root):
-            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and Path(folder, d) not in self.hidden)
-            known += [os.path.relpath(os.path.join(folder, n), self.root) for n in sorted(names)]
-            if len(known) > NEAR_SCAN:
-                break
+        known = [self.show(f) for f in itertools.islice(self.walk(self.root), NEAR_SCAN)]
         name = os.path.basename(missing)
         near = [k for k in known if os.path.basename(k) == name]
         near += difflib.get_close_matches(missing, known, n=3, cutoff=0.6)
