@@ -15,6 +15,8 @@ to right: a module imports from its own wing and the wings to its left, never to
     engine/   the loop itself: context, limits, stopping, sub-loops, hot reload, start and resume
     cli/      the `loop` commands, the live display and the HTML report
 
+`runner.api` is the Python API (engine/api.py); like `python -m runner`, it stands above the wings.
+
 tests/test_architecture.py walks the imports and fails on one that points right or a circle.
 """
 

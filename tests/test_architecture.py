@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).parent.parent / "runner"
 WINGS = ["spec", "models", "record", "tools", "checks", "engine", "cli"]
 SHARED = {"runner", "runner.errors"}  # the package itself (its version) and the error tree
-ENTRY = {"runner.__main__"}  # `python -m runner`: imports the CLI, imported by nothing
+ENTRY = {"runner.__main__", "runner.api"}  # `python -m runner`, the Python API: import wings, imported by none
 
 
 def modules(root: Path) -> dict[str, Path]:

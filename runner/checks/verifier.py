@@ -19,7 +19,6 @@ from ..record.snapshot import Snapshot
 from ..spec.format import Check, Spec
 from ..spec.prompts import Renderer
 from ..tools.sandbox import Commands
-from ..tools.shell import kill_all
 from .base import CheckEnv, CheckResult
 from .command import run_check
 from .file import file_check
@@ -72,7 +71,7 @@ class Verifier:
                 thread.join()
         except BaseException:  # Ctrl-C or the run's end: stop every check now
             cancel.set()  # a command starting right now sees this once registered, and goes too
-            kill_all()
+            self.commands.processes.kill()
             raise
         return [result for result in results if result is not None]
 

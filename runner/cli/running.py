@@ -11,9 +11,8 @@ from typing import Any
 
 import click
 
-from ..engine.status import Stop, exit_code
 from ..errors import UsageError
-from ..record.masking import mask, masked
+from ..record.masking import mask
 from ..record.trace import read_events_from, runs_dir
 from .app import VAR_OPTION, cli, reports_errors, var_options
 from .display import Display, details, format_event
@@ -30,21 +29,26 @@ def _warn_if_unconfined(loop: Any) -> None:
                    "(README: Security)", err=True)
 
 
-def _finish(loop: Any, outcome: Stop, as_json: bool) -> int:
-    code = exit_code(outcome.status)
+def _warn_if_left_out(loop: Any) -> None:
+    left = loop.isolation.not_included if loop.isolation else []
+    if left:
+        click.echo(f"warning: the worktree starts from the last commit; {len(left)} uncommitted change(s) in the "
+                   f"checkout are not in it ({', '.join(left[:5])}{', ...' if len(left) > 5 else ''})", err=True)
+
+
+def _finish(run: Any, as_json: bool) -> int:
+    """Run it to its end; print the outcome and where the record (and the worktree) are."""
+    outcome = run.wait()
     if as_json:
-        counters = loop.counters
-        click.echo(json.dumps(masked({
-            "run_id": loop.record.run_id, "status": outcome.status.value, "exit_code": code,
-            "message": outcome.message, "iterations": counters.iteration,
-            "prompt_tokens": counters.prompt_tokens, "completion_tokens": counters.completion_tokens,
-            "cost_usd": round(counters.cost_usd, 6), "duration_s": round(counters.elapsed(), 3),
-            "checks": [{"name": r.name, "passed": r.passed, "summary": r.summary} for r in loop.last_results],
-            "run_dir": str(loop.record.folder)})))
-    if outcome.status.value == "error":
+        click.echo(json.dumps(outcome.record()))
+    if outcome.status == "error":
         click.echo(mask(f"error: {outcome.message}"), err=True)
-    click.echo(f"run record: {loop.record.folder}", err=True)
-    return code
+    click.echo(f"run record: {outcome.run_dir}", err=True)
+    if outcome.worktree and Path(outcome.worktree["root"]).is_dir():
+        where = f"branch {outcome.worktree['branch']} in " if outcome.worktree["branch"] else ""
+        click.echo(f"worked in {where}{outcome.worktree['root']}: `loop apply {outcome.run_id}` brings its changes "
+                   f"into {outcome.worktree['source']}, `loop discard {outcome.run_id}` removes it", err=True)
+    return int(outcome.exit_code)
 
 
 @cli.command()
@@ -58,40 +62,37 @@ def _finish(loop: Any, outcome: Stop, as_json: bool) -> int:
 @click.option("--replay", type=click.Path(dir_okay=False, exists=True), help="Replay a recorded script.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary at the end.")
 @click.option("--quiet", "-q", is_flag=True, help="No live progress.")
+@click.option("--worktree", is_flag=True, help="Work in a new git worktree of the workdir's repository, on the "
+              "branch loop/RUN (a copy outside a repository); `loop apply RUN` brings the changes back.")
 @RUNS_DIR_OPTION
 @reports_errors
 def run(file: str, vars_: tuple[str, ...], model: str | None, max_iterations: int | None, workdir: str | None,
-        watch: bool, record_to: str | None, replay: str | None, as_json: bool, quiet: bool,
+        watch: bool, record_to: str | None, replay: str | None, as_json: bool, quiet: bool, worktree: bool,
         runs_option: str | None) -> int:
     """Run a spec until its checks pass or a stop condition ends it."""
-    from ..engine.start import start, with_overrides
-    from ..spec.resolve import resolve
+    from ..engine.api import Run, prepare
 
     if record_to and replay:
         raise UsageError("--record and --replay exclude each other")
     overrides = var_options(vars_)
-    resolved = with_overrides(resolve(file, overrides), model, max_iterations=max_iterations)
+    resolved = prepare(file, overrides, model=model, max_iterations=max_iterations)
     for warning in resolved.warnings:
         click.echo(str(warning), err=True)
-    folder = (Path(workdir) if workdir else resolved.default_workdir()).absolute()
-    if not folder.is_dir():
-        raise UsageError(f"the workdir {folder} does not exist; create it or pass --workdir")
     watcher = None
     if watch:
         from ..engine.reload import Watcher
 
         watcher = Watcher(resolved, overrides).start()
-    display = None if quiet else Display()
-    loop = start(resolved, folder, runs_dir(runs_option, folder), display=display,
-                 replay=Path(replay) if replay else None, record_to=Path(record_to) if record_to else None,
-                 watcher=watcher)
-    _warn_if_unconfined(loop)
     try:
-        outcome = loop.run()
+        handle = Run(resolved, workdir, runs=runs_option, worktree=worktree, display=None if quiet else Display(),
+                     replay=Path(replay) if replay else None, record_to=Path(record_to) if record_to else None,
+                     watcher=watcher)
+        _warn_if_unconfined(handle.loop)
+        _warn_if_left_out(handle.loop)
+        return _finish(handle, as_json)
     finally:
         if watcher:
             watcher.stop()
-    return _finish(loop, outcome, as_json)
 
 
 def _limit_options(command: Any) -> Any:
@@ -114,17 +115,16 @@ def _limit_options(command: Any) -> Any:
 @reports_errors
 def resume(run_id: str, as_json: bool, quiet: bool, runs_option: str | None, **limits: Any) -> int:
     """Continue an interrupted run, or one stopped by a limit (with that limit raised)."""
-    from ..engine.start import resume as resume_run
+    from ..engine.api import Run
     from ..record.runs import find
     from ..spec.format import parse_duration
 
     folder = find(runs_dir(runs_option, Path.cwd()), run_id)
     if limits.get("timeout") is not None:
         limits["timeout"] = parse_duration(limits["timeout"])
-    loop, opening = resume_run(folder, display=None if quiet else Display(), **limits)
-    _warn_if_unconfined(loop)
-    outcome = loop.run(opening)
-    return _finish(loop, outcome, as_json)
+    handle = Run.resume(folder, display=None if quiet else Display(), **limits)
+    _warn_if_unconfined(handle.loop)
+    return _finish(handle, as_json)
 
 
 @cli.command()

@@ -17,7 +17,7 @@ from typing import Any
 from ..models.base import ToolCall
 from ..record.snapshot import fingerprint
 from ..spec.format import StopSpec
-from .status import LimitReached, NoProgress, Status
+from .status import LimitReached, NoProgress, Status, Stop
 
 REPEAT_LIMIT = 3
 READ_ONLY_TOOLS = {"read_file", "list_files", "search_files", "note", "read_artifact", "finish"}
@@ -64,7 +64,9 @@ class Limits:
     def __init__(self, stop: StopSpec):
         self.stop = stop
 
-    def check(self, counters: Counters, progress: Progress) -> None:
+    def check(self, counters: Counters, progress: Progress, stopped: Stop | None = None) -> None:
+        if stopped is not None:  # from outside: a batch's Ctrl-C or its limits
+            raise stopped
         stop = self.stop
         if counters.iteration >= stop.max_iterations:
             raise LimitReached(Status.MAX_ITERATIONS, f"reached max_iterations ({stop.max_iterations})")

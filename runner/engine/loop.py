@@ -25,10 +25,11 @@ from ..record.artifacts import Artifacts
 from ..record.masking import mask
 from ..record.snapshot import Snapshot
 from ..record.trace import Observer, Record
+from ..record.worktree import Isolation, commit
 from ..spec.format import ModelSpec
 from ..spec.resolve import Resolved
 from ..tools.sandbox import Commands, Policy, policy_for
-from ..tools.shell import kill_all
+from ..tools.shell import Processes
 from ..tools.toolbox import Hooks, Toolbox, ToolResult
 from .context import Context, initial_messages
 from .limits import Counters, Limits, Progress
@@ -49,11 +50,13 @@ class Loop:
     def __init__(self, resolved: Resolved, workdir: Path, record: Record, model: Model, *,
                  model_for: Callable[[ModelSpec], Model] | None = None, display: Observer | None = None,
                  watcher: Any = None, state: dict[str, Any] | None = None, above: list[str] | None = None,
-                 policy: Policy | None = None):
+                 policy: Policy | None = None, owner: Processes | None = None, isolation: Isolation | None = None):
         self.workdir, self.record, self.model, self.model_for = workdir, record, model, model_for
+        self.isolation = isolation  # the worktree (or copy) it works in, if it has one of its own
         self.display, self.watcher = display, watcher
         self.lineage = [*(above or []), record.run_id]  # the runs above this one (sub-loops), and this one
         self.parent = above[-1] if above else None
+        self.processes = Processes(record.run_id, owner)  # its commands: its end kills them and no others
         state = state or {}
         self.counters = Counters.restore(state["counters"]) if state else Counters()
         self.artifacts = Artifacts(record.folder / "artifacts", state.get("artifacts", 0))
@@ -87,7 +90,7 @@ class Loop:
         previous = policy or getattr(self, "policy", None)
         self.policy = policy_for(self.spec, resolved.files, self.workdir, self.record.folder.parent, previous,
                                  protect)
-        self.commands = Commands(self.policy, self.policy.environment(self.lineage))
+        self.commands = Commands(self.policy, self.policy.environment(self.lineage), self.processes)
         self.verifier = Verifier(self.spec, self.renderer, self.workdir, self.snapshot, self.commands,
                                  self.baselines, self.record.folder / "quarantine")
         hooks = Hooks(self.context.notes, self.artifacts.read, lambda tool, args: run_subloop(self, tool, args, Loop),
@@ -115,27 +118,38 @@ class Loop:
         except Stop as stop:
             outcome = stop
         except KeyboardInterrupt:
-            outcome = Interrupted("interrupted (Ctrl-C); `loop resume` continues the run")
+            outcome = self.stopped() or Interrupted("interrupted (Ctrl-C); `loop resume` continues the run")
         except LoopError as error:
             outcome = Failed(error)
         except OSError as error:  # the disk is full, or the record was taken away
             outcome = Failed(RunError(f"the run record could not be written: {error}"))
         finally:
-            kill_all()
+            self.processes.kill()
             self.close(outcome)
         return outcome
 
     def step(self) -> None:
         if self.watcher is not None:
             self.watcher.apply(self)
-        self.limits.check(self.counters, self.progress)
+        self.limits.check(self.counters, self.progress, self.stopped())
         self.counters.iteration += 1
         turn = self.query()
         ending = self.execute(turn)
         self.drifted = ending in ("no_tool", "empty")  # then the next request asks for a tool call
+        if (stopped := self.stopped()) is not None:  # stopped while the tools ran: no checks of killed commands
+            raise stopped
         results = self.verify(ending)
         self.progress.iteration_done(turn.tool_calls, results)
         self.save()
+
+    def stop(self, reason: Stop) -> None:
+        """Stop the run from another thread (a batch's Ctrl-C or its limits): its commands die now,
+        and the loop ends with `reason` as soon as the step under way (a model call, say) lets it."""
+        self.processes.stop(reason)
+
+    def stopped(self) -> Stop | None:
+        reason = self.processes.stopped  # its own, or a parent run's
+        return reason if isinstance(reason, Stop) else None
 
     def measure_baselines(self) -> None:
         """Score each `baseline` check once, before the agent's first move; later rounds compare with it."""
@@ -243,7 +257,8 @@ class Loop:
         return {"run_id": self.record.run_id, "spec_name": self.spec.name, "spec_sha256": self.resolved.sha256,
                 "spec_file": str(self.resolved.file), **git_info(self.resolved.file), "model": self.model.name,
                 "workdir": str(self.workdir), "parent_run": self.parent, "pid": os.getpid(),
-                "sandbox": self.policy.backend, "snapshot_ignored": self.snapshot.ignored[:50]}
+                "sandbox": self.policy.backend, "snapshot_ignored": self.snapshot.ignored[:50],
+                "worktree": self.isolation.record() if self.isolation else None}
 
     def save(self, checkpoint: bool = False) -> None:
         units_bytes = self.record.append_units(self.context.new_units())
@@ -258,7 +273,8 @@ class Loop:
     def close(self, outcome: Stop) -> None:
         try:
             (self.record.folder / "changes.diff").write_text(mask(self.snapshot.diff()), encoding="utf-8")
-            self.emit("run_finished", status=outcome.status.value, message=outcome.message,
+            committed = self.commit_worktree(outcome)
+            self.emit("run_finished", status=outcome.status.value, message=outcome.message, **committed,
                       iterations=self.counters.iteration, prompt_tokens=self.counters.prompt_tokens,
                       completion_tokens=self.counters.completion_tokens,
                       cached_tokens=self.counters.cached_tokens, cost_usd=round(self.counters.cost_usd, 6),
@@ -268,6 +284,16 @@ class Loop:
             outcome.message += f" (the end of the run record could not be written: {error})"
         finally:
             self.record.close()
+
+
+    def commit_worktree(self, outcome: Stop) -> dict[str, Any]:
+        """The run's changes as a commit on its worktree's branch (`loop apply` merges it)."""
+        if self.isolation is None or self.isolation.kind != "git":
+            return {}
+        try:
+            return {"commit": commit(self.isolation, f"loop: run {self.record.run_id} ({outcome.status.value})")}
+        except LoopError as error:  # the changes stay in the worktree; `loop apply` commits them then
+            return {"commit": None, "commit_error": str(error)}
 
 
 def _args(call: ToolCall) -> Any:

@@ -18,6 +18,7 @@ from ..models.make import open_model
 from ..models.scripted import ScriptedModel
 from ..record.runs import summary
 from ..record.trace import Observer, Record
+from ..record.worktree import Isolation, discard, isolate
 from ..spec.resolve import Resolved, resolve
 from ..tools.sandbox import Policy
 from ..tools.shell import reap
@@ -43,12 +44,29 @@ def with_overrides(resolved: Resolved, model: str | None = None, **stop: Any) ->
 
 
 def start(resolved: Resolved, workdir: Path, runs: Path, *, display: Observer | None = None,
-          replay: Path | None = None, record_to: Path | None = None, watcher: Any = None) -> Loop:
+          replay: Path | None = None, record_to: Path | None = None, watcher: Any = None,
+          worktree: bool = False) -> Loop:
+    """A new run of `resolved` in `workdir`, recorded under `runs`; with `worktree`, in a git worktree
+    of the workdir's repository (or a copy) under RUNS/../worktrees, made for it alone."""
     with Record.new(runs, resolved.spec.name) as record:
-        retry = _retry_reporter(record, display)
-        model = open_model(resolved.spec.model, replay, record_to, retry)
-        model_for = None if replay else (lambda spec: open_model(spec, None, record_to, retry))
-        return Loop(resolved, workdir, record, model, model_for=model_for, display=display, watcher=watcher)
+        isolation = isolate(workdir, worktrees_dir(runs) / record.run_id, record.run_id) if worktree else None
+        try:
+            if isolation:
+                isolation.save(record.folder)
+            retry = _retry_reporter(record, display)
+            model = open_model(resolved.spec.model, replay, record_to, retry)
+            model_for = None if replay else (lambda spec: open_model(spec, None, record_to, retry))
+            return Loop(resolved, isolation.workdir if isolation else workdir, record, model, model_for=model_for,
+                        display=display, watcher=watcher, isolation=isolation)
+        except BaseException:
+            if isolation:  # the run never started: its worktree goes with its record
+                discard(isolation)
+            raise
+
+
+def worktrees_dir(runs: Path) -> Path:
+    """Where runs recorded in `runs` get their worktrees: beside it (WORKDIR/.loop/worktrees by default)."""
+    return runs.parent / "worktrees"
 
 
 def _retry_reporter(record: Record, display: Observer | None) -> Any:
@@ -75,7 +93,7 @@ def resume(folder: Path, *, display: Observer | None = None, **stop: Any) -> tup
         model.position = state["model_position"]
     workdir = Path(state["workdir"])
     protected = tuple(Path(p) for p in state.get("protected", []))  # the spec's files, from the first start
-    loop = Loop(resolved, workdir, record, model, display=display, state=state,
+    loop = Loop(resolved, workdir, record, model, display=display, state=state, isolation=Isolation.load(folder),
                 above=state.get("lineage", [])[:-1], model_for=lambda spec: open_model(spec, None, None),
                 policy=Policy("none", workdir, protected=protected))  # what carries over; the loop derives the rest
     opening = {"run_id": record.run_id, "after_status": status, "spec_sha256": resolved.sha256, "pid": os.getpid(),

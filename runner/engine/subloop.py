@@ -27,6 +27,7 @@ from ..record.trace import Observer, Record
 from ..spec.format import Spec, ToolSpec
 from ..spec.resolve import resolve
 from ..tools.sandbox import Policy
+from ..tools.shell import Processes
 from ..tools.toolbox import ToolResult
 from .context import Context
 from .limits import Counters, Limits
@@ -48,6 +49,7 @@ class Running(Protocol):
     context: Context
     last_results: list[CheckResult]
     policy: Policy
+    processes: Processes
 
     def run(self) -> Stop: ...
 
@@ -64,7 +66,8 @@ def run_subloop(parent: Running, tool: ToolSpec, args: dict[str, Any], new_loop:
         with Record.new(parent.record.folder.parent, resolved.spec.name) as record:
             child = new_loop(resolved, workdir, record, make_model(resolved.spec.model),
                              display=parent.display.nested() if parent.display else None, above=parent.lineage,
-                             policy=parent.policy)  # the child's grows from it: the parent's files stay protected
+                             policy=parent.policy,  # the child's grows from it: the parent's files stay protected
+                             owner=parent.processes)  # stopping the parent stops the child's commands
     except RunError as exc:  # e.g. no sandbox for its commands: the parent's model hears why
         return ToolResult(False, f"the sub-loop `{tool.name}` could not start: {exc}")
     outcome = child.run()

@@ -101,12 +101,12 @@ class Snapshot:
         blobs.mkdir(parents=True, exist_ok=True)
         hashes, copied = {}, 0
         for rel in listing(root):
-            signature, data = _signature(root / rel)
-            if signature is None:
+            digest, data = signature(root / rel)
+            if digest is None:
                 continue
-            hashes[rel] = signature
+            hashes[rel] = digest
             if data is not None and copied + len(data) <= MAX_COPY_TOTAL and b"\0" not in data[:4096]:
-                (blobs / signature).write_bytes(data)
+                (blobs / digest).write_bytes(data)
                 copied += len(data)
         (folder / "manifest.json").write_text(json.dumps(hashes), encoding="utf-8")
         left_out = ignored(root)
@@ -120,7 +120,7 @@ class Snapshot:
                    json.loads(ignored.read_text(encoding="utf-8")) if ignored.exists() else [])
 
     def current(self, rel: str) -> str | None:
-        return _signature(self.root / rel)[0]
+        return signature(self.root / rel)[0]
 
     def changed(self, pattern: str = "*") -> list[str]:
         """Files matching `pattern` that were added, removed or modified since the start."""
@@ -130,8 +130,8 @@ class Snapshot:
 
     def restore(self, rel: str, quarantine: Path) -> str:
         """Put `rel` back as it was at the start; what the run left there moves to `quarantine`."""
-        signature, path = self.hashes.get(rel), self.root / rel
-        blob = self.folder / "blobs" / signature if signature else None
+        digest, path = self.hashes.get(rel), self.root / rel
+        blob = self.folder / "blobs" / digest if digest else None
         if blob is not None and not blob.exists():
             return "could not be restored (too large or binary to keep a copy of); put it back yourself"
         if os.path.lexists(path):
@@ -172,7 +172,7 @@ class Snapshot:
         return data.decode("utf-8", errors="replace")
 
 
-def _signature(path: Path) -> tuple[str | None, bytes | None]:
+def signature(path: Path) -> tuple[str | None, bytes | None]:
     """A file's sha256 (and its bytes), or for a file too large to copy, its size and mtime:
     reading gigabytes at the start of every run would cost more than it tells. A symlink is its
     target, never followed (the agent's `leak -> ~/.ssh/id_rsa` must not bring that file into a

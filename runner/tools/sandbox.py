@@ -36,7 +36,7 @@ from ..errors import RunError
 from ..record.snapshot import glob_match, walk
 from ..spec.format import Spec
 from . import landlock
-from .shell import CommandResult, become_subreaper, run_command
+from .shell import CommandResult, Processes, become_subreaper, run_command
 
 PASSED = ("PATH", "LANG", "TERM")  # besides HOME, TMPDIR, LOOP_* and what the spec lists
 SHIM = Path(landlock.__file__)
@@ -51,7 +51,8 @@ def bwrap_problem() -> str | None:
         return "bwrap is not installed"
     probe = ["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--unshare-net", "--die-with-parent", "true"]
     try:
-        done = subprocess.run(probe, check=False, capture_output=True, text=True, timeout=10)
+        # a session of its own, like every command: its namespace's init, orphaned, is then reaped as one (shell.py)
+        done = subprocess.run(probe, check=False, capture_output=True, text=True, timeout=10, start_new_session=True)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap did not start: {exc}"
     return None if done.returncode == 0 else f"bwrap cannot create namespaces here: {done.stderr.strip()[:200]}"
@@ -186,17 +187,18 @@ def protected_paths(workdir: Path, patterns: list[str]) -> list[Path]:
 
 @dataclass
 class Commands:
-    """How one run's commands run: wrapped by its policy, with its environment."""
+    """How one run's commands run: wrapped by its policy, with its environment, owned by its `processes`."""
 
     policy: Policy
     env: dict[str, str] = field(default_factory=dict)
+    processes: Processes = field(default_factory=Processes)
 
     def run(self, command: str, timeout: float, cancel: threading.Event | None = None, write_workdir: bool = True,
             mounts: dict[Path, Path] | None = None) -> CommandResult:
         """Run `command`; `mounts` ({workdir path: source}) are in place for this command only."""
         with _mounted(mounts or {}, self.policy.backend == "bwrap"):
             argv = self.policy.argv(command, write_workdir, mounts)
-            return run_command(argv, self.policy.workdir, timeout, self.env, cancel)
+            return run_command(argv, self.policy.workdir, timeout, self.env, cancel, self.processes)
 
 
 @contextlib.contextmanager
