@@ -102,12 +102,14 @@ def first_request(resolved: Resolved, workdir: Path | None) -> tuple[list[dict[s
 
 
 @cli.command()
+@click.option("--batch", "of_batch", is_flag=True, help="The batch file's schema (schema/batch.schema.json).")
 @reports_errors
-def schema() -> int:
+def schema(of_batch: bool) -> int:
     """Print the JSON Schema of the spec format (the same as schema/loop.schema.json)."""
+    from ..spec.batch import batch_schema
     from ..spec.format import json_schema
 
-    click.echo(json.dumps(json_schema(), indent=2))
+    click.echo(json.dumps(batch_schema() if of_batch else json_schema(), indent=2))
     return 0
 
 

@@ -135,10 +135,11 @@ def resume(run_id: str, as_json: bool, quiet: bool, runs_option: str | None, **l
 @RUNS_DIR_OPTION
 @reports_errors
 def runs(spec_name: str | None, status: str | None, limit: int, as_json: bool, runs_option: str | None) -> int:
-    """List runs, newest first."""
+    """List runs, newest first, and the worktrees that stopped runs left."""
     from ..record.runs import runs_in
 
-    wanted = (r for r in runs_in(runs_dir(runs_option, Path.cwd()))
+    folder = runs_dir(runs_option, Path.cwd())
+    wanted = (r for r in runs_in(folder)
               if (spec_name is None or r["spec"] == spec_name) and (status is None or r["status"] == status))
     found = list(itertools.islice(wanted, limit))  # summarises only as many runs as it shows
     if as_json:
@@ -149,7 +150,22 @@ def runs(spec_name: str | None, status: str | None, limit: int, as_json: bool, r
         cost = "?" if r["cost_usd"] is None else f"${r['cost_usd']:.4f}"
         click.echo(f"{r['id']:<40} {r['spec'][:20]:<20} {r['status']:<15} {r['iterations']:>5} "
                    f"{(r['duration_s'] or 0):>7.1f}s {r['tokens']:>9} {cost:>9}  {r['started'][:19]}")
+    _worktrees_note(folder, found)
     return 0
+
+
+def _worktrees_note(folder: Path, found: list[dict[str, Any]]) -> None:
+    """Name the worktrees still there: of runs that stopped short (a killed run's among them), and of no run."""
+    from ..record.worktree import left_behind
+
+    stopped = [r for r in found if r["worktree"] and r["status"] not in ("verified", "finished", "running")]
+    if stopped:
+        click.echo(f"\nworktrees of runs that stopped short ({len(stopped)}): `loop resume`, `loop apply --force` "
+                   "or `loop discard` each")
+        for r in stopped:
+            click.echo(f"  {r['id']} ({r['status']}): {r['worktree']}")
+    for path in left_behind(folder):
+        click.echo(f"worktree of no recorded run: {path} (remove it with `git worktree remove` or rm -r)")
 
 
 @cli.command()

@@ -18,7 +18,7 @@ from ..models.make import open_model
 from ..models.scripted import ScriptedModel
 from ..record.runs import summary
 from ..record.trace import Observer, Record
-from ..record.worktree import Isolation, discard, isolate
+from ..record.worktree import Isolation, discard, isolate, worktrees_dir
 from ..spec.resolve import Resolved, resolve
 from ..tools.sandbox import Policy
 from ..tools.shell import reap
@@ -62,11 +62,6 @@ def start(resolved: Resolved, workdir: Path, runs: Path, *, display: Observer | 
             if isolation:  # the run never started: its worktree goes with its record
                 discard(isolation)
             raise
-
-
-def worktrees_dir(runs: Path) -> Path:
-    """Where runs recorded in `runs` get their worktrees: beside it (WORKDIR/.loop/worktrees by default)."""
-    return runs.parent / "worktrees"
 
 
 def _retry_reporter(record: Record, display: Observer | None) -> Any:

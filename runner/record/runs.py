@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import LoopError, UsageError
 from .trace import Record, read_events_in
+from .worktree import Isolation
 
 
 def find(runs: Path, ref: str) -> Path:
@@ -37,8 +38,10 @@ def summary(folder: Path, held: bool = False) -> dict[str, Any]:
     between) and, for a run without an end, its state and whether a process holds its lock (`held`:
     this one does, so the run is not running)."""
     first, last = _ends(folder / "trace.jsonl")
+    isolation = Isolation.load(folder)
     info = {"id": folder.name, "spec": first.get("spec_name", "?"), "started": first.get("ts", ""),
-            "model": first.get("model", ""), "parent_run": first.get("parent_run")}
+            "model": first.get("model", ""), "parent_run": first.get("parent_run"), "workdir": first.get("workdir"),
+            "worktree": str(isolation.root) if isolation and isolation.exists else None}
     if last.get("type") == "run_finished":
         tokens = last.get("prompt_tokens", 0) + last.get("completion_tokens", 0)
         return {**info, "status": last["status"], "iterations": last.get("iterations", 0), "tokens": tokens,

@@ -70,6 +70,17 @@ class Isolation:
 _FIELDS = {f.name for f in dataclasses.fields(Isolation)}
 
 
+def worktrees_dir(runs: Path) -> Path:
+    """Where the runs recorded in `runs` get their worktrees: beside it (WORKDIR/.loop/worktrees by default)."""
+    return runs.parent / "worktrees"
+
+
+def left_behind(runs: Path) -> list[Path]:
+    """Worktrees (or copies) in `runs`' worktrees folder whose run has no record there (removed by hand)."""
+    folder = worktrees_dir(runs)
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not (runs / p.name).is_dir()) if folder.is_dir() else []
+
+
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     try:
         done = subprocess.run(["git", *SAFE, *args], cwd=cwd, capture_output=True, text=True, check=False,
@@ -79,6 +90,14 @@ def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
     if check and done.returncode != 0:
         raise RunError(f"git {' '.join(args[:2])} failed in {cwd}: {(done.stderr or done.stdout).strip()[:500]}")
     return done
+
+
+def clone(url: str, dest: Path) -> Path:
+    """A clone of the repository at `url` (or path) at `dest`, made once: a batch's runs make worktrees of it."""
+    if not (dest / ".git").exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        git(dest.parent, "clone", "--quiet", url, str(dest))
+    return dest
 
 
 def repository_of(folder: Path) -> Path | None:
@@ -97,6 +116,7 @@ def isolate(source: Path, root: Path, run_id: str) -> Isolation:
     ignore = root.parent / ".gitignore"  # the worktrees stay out of the checkout's `git status`
     if not ignore.exists():
         ignore.write_text("*\n", encoding="utf-8")
+    (root.parent / RUNS_MARKER).touch()  # and out of walks and copies of a workdir that holds them
     repository = repository_of(source)
     if repository is None:
         shutil.copytree(source, root, symlinks=True, ignore=_skipped)
@@ -190,13 +210,14 @@ def _copy_back(isolation: Isolation, hashes: dict[str, str]) -> list[str]:
     return plan
 
 
-def discard(isolation: Isolation) -> None:
-    """Remove the worktree and its branch, or the copy."""
+def discard(isolation: Isolation, keep_branch: bool = False) -> None:
+    """Remove the worktree and its branch (unless `keep_branch`), or the copy."""
     if isolation.kind == "git":
         repository = isolation.repository or isolation.source
         if isolation.exists:
             git(repository, "worktree", "remove", "--force", str(isolation.root))
         git(repository, "worktree", "prune", check=False)
-        git(repository, "branch", "-D", isolation.branch or "", check=False)
+        if not keep_branch:
+            git(repository, "branch", "-D", isolation.branch or "", check=False)
     elif isolation.exists:
         shutil.rmtree(isolation.root)
