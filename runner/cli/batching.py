@@ -67,8 +67,9 @@ def _record(spec: Any, root: Path, resume: bool, kind: Any) -> Any:
         if record is None:
             raise UsageError(f"no batch of {spec.file} is recorded in {root}; run it without --resume")
         if record.info()["sha256"] != spec.sha256:
-            raise UsageError(f"{spec.file} changed since batch {record.folder.name} started; put it back to resume, "
-                             "or start a new batch without --resume")
+            raise UsageError(f"the runs {spec.file} asks for (spec, matrix, worktree, stop) changed since batch "
+                             f"{record.folder.name} started; put them back to resume it (concurrency and limits "
+                             "may change), or start a new batch without --resume")
         return record
     cells = [{**dataclasses.asdict(cell), "label": cell.label} for cell in spec.cells()]
     return kind.create(root, spec.file.stem.split(".")[0], {"file": str(spec.file), "sha256": spec.sha256,
@@ -98,7 +99,8 @@ class _Progress:
 
 def _table(rows: list[dict[str, Any]]) -> None:
     width = max([len(r["label"]) for r in rows] + [4])
-    click.echo(f"{'CELL':<{width}}  {'VERIFIED':>8}  {'RATE':>5}  {'95% CI':>11}  {'ITER':>5}  {'TIME':>7}  {'COST':>9}")
+    click.echo(f"{'CELL':<{width}}  {'VERIFIED':>8}  {'RATE':>5}  {'95% CI':>11}  {'ITER':>5}  {'TIME':>7}  "
+               f"{'COST':>9}")
     for r in rows:
         rate = "-" if r["rate"] is None else f"{r['rate']:.0%}"
         interval = f"{r['ci95'][0]:.0%}-{r['ci95'][1]:.0%}"

@@ -17,6 +17,7 @@ an exclusive lock.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ from .loop import Loop
 from .start import resume as resume_loop
 from .start import start, with_overrides
 from .status import Failed, Interrupted, Stop, exit_code
+
+
+Guard = Callable[[], Stop | None]
 
 
 @dataclass(frozen=True)
@@ -80,23 +84,27 @@ class Run:
     """One run of a spec. Made, it has its record (and worktree); `wait()` runs it to its end."""
 
     def __init__(self, resolved: Resolved, workdir: str | Path | None = None, *, runs: str | Path | None = None,
-                 worktree: bool = False, display: Observer | None = None, **options: Any):
+                 worktree: bool = False, display: Observer | None = None, guard: Guard | None = None,
+                 **options: Any):
+        """`guard`, called before each step, may return a Stop that ends the run (a limit shared by many runs)."""
         folder = Path(workdir).absolute() if workdir else resolved.default_workdir().absolute()
         if not folder.is_dir():
             raise UsageError(f"the workdir {folder} does not exist; create it or pass another")
         self.loop = start(resolved, folder, runs_dir(runs, folder), display=display, worktree=worktree, **options)
         self.opening: tuple[str, dict[str, Any]] | None = None
-        self._init_done()
+        self._init_done(guard)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, *, display: Observer | None = None, **limits: Any) -> Run:
+    def resume(cls, run_dir: str | Path, *, display: Observer | None = None, guard: Guard | None = None,
+               **limits: Any) -> Run:
         """The interrupted (or limit-stopped, with that limit raised in `limits`) run in `run_dir`, to go on."""
         run = cls.__new__(cls)
         run.loop, run.opening = resume_loop(Path(run_dir), display=display, **limits)
-        run._init_done()
+        run._init_done(guard)
         return run
 
-    def _init_done(self) -> None:
+    def _init_done(self, guard: Guard | None) -> None:
+        self.loop.guard = guard
         self.outcome: Outcome | None = None
         self.thread: threading.Thread | None = None
         self._lock = threading.Lock()

@@ -140,10 +140,10 @@ class BatchRunner:
     def run_here(self, cell: Cell, repeat: int, resume: Path | None) -> Outcome:
         """One run in this process, in a thread of the pool."""
         if resume is not None:
-            run = Run.resume(resume)
+            run = Run.resume(resume, guard=self.over_budget)
         else:
             run = Run(self.resolved[cell.index], self.places[cell.index], runs=self.runs,
-                      worktree=self.batch.spec.worktree)
+                      worktree=self.batch.spec.worktree, guard=self.over_budget)
         with self.lock:
             self.running[run.run_id] = run
             halt = self.halt
@@ -169,14 +169,20 @@ class BatchRunner:
         self.progress.cost_usd = self.spent + live
         return self.progress
 
+    def over_budget(self) -> Stop | None:
+        """The batch's cost limit, as each run checks it before each step: a run may overshoot it by
+        the one model call it has under way, so the batch by at most `concurrency` calls."""
+        limit = self.batch.spec.limits.max_cost_usd
+        if self.halt is None and limit is not None and self._measure().cost_usd >= limit:
+            self.stop(LimitReached(Status.MAX_COST, f"the batch spent ${self.progress.cost_usd:.4f}; its "
+                                   f"max_cost_usd is {limit}"))
+        return self.halt
+
     def _watch_limits(self) -> None:
-        limits, progress = self.batch.spec.limits, self._measure()
-        if limits.max_cost_usd is not None and progress.cost_usd >= limits.max_cost_usd:
-            self.stop(LimitReached(Status.MAX_COST, f"the batch spent ${progress.cost_usd:.4f}; its max_cost_usd "
-                                   f"is {limits.max_cost_usd}"))
-        if limits.timeout is not None and progress.elapsed_s >= limits.timeout:
-            self.stop(LimitReached(Status.TIMEOUT, f"the batch ran {progress.elapsed_s:.0f}s; its timeout is "
-                                   f"{limits.timeout:.0f}s"))
+        self.over_budget()
+        timeout, elapsed = self.batch.spec.limits.timeout, self.progress.elapsed_s
+        if self.halt is None and timeout is not None and elapsed >= timeout:
+            self.stop(LimitReached(Status.TIMEOUT, f"the batch ran {elapsed:.0f}s; its timeout is {timeout:.0f}s"))
 
 
 def _from_summary(info: dict[str, Any]) -> dict[str, Any]:

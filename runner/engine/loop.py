@@ -46,6 +46,7 @@ REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its res
 
 class Loop:
     policy: Policy  # the sandbox of its commands (configure() derives it)
+    guard: Callable[[], Stop | None] | None = None  # a limit from outside (a batch's total cost), before each step
 
     def __init__(self, resolved: Resolved, workdir: Path, record: Record, model: Model, *,
                  model_for: Callable[[ModelSpec], Model] | None = None, display: Observer | None = None,
@@ -131,7 +132,7 @@ class Loop:
     def step(self) -> None:
         if self.watcher is not None:
             self.watcher.apply(self)
-        self.limits.check(self.counters, self.progress, self.stopped())
+        self.limits.check(self.counters, self.progress, self.stopped() or (self.guard and self.guard()))
         self.counters.iteration += 1
         turn = self.query()
         ending = self.execute(turn)

@@ -18,6 +18,7 @@ schema/batch.schema.json) and its located errors come from them.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -97,7 +98,7 @@ class Cell:
 class Batch:
     spec: BatchSpec
     file: Path
-    sha256: str
+    sha256: str  # of its plan (the spec, matrix, worktree and stop): concurrency and limits may change on --resume
 
     @property
     def spec_file(self) -> Path:
@@ -131,7 +132,8 @@ def load_batch(file: str | Path) -> Batch:
                                 "batch file"))
     if problems:
         raise SpecError(problems)
-    return Batch(spec, path, hashlib.sha256(path.read_bytes()).hexdigest())
+    plan = spec.model_dump(mode="json", include={"spec", "matrix", "worktree", "stop"})  # what its runs are
+    return Batch(spec, path, hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest())
 
 
 def _at(doc: LDict, path: tuple[Any, ...], message: str) -> Problem:
