@@ -39,16 +39,20 @@ def batch(file: str, resume: bool, ray_address: str | None, as_json: bool, quiet
     spec = load_batch(file)
     runs = runs_dir(runs_option, spec.file.parent)
     record = _record(spec, runs.parent / "batches", resume, BatchRecord)
-    execute = None
-    if ray_address:
-        from ..engine.distributed import RayExecutor
-
-        execute = RayExecutor(spec, runs, None if ray_address == "local" else ray_address)
-    runner = BatchRunner(spec, runs, record, execute)
+    runner = BatchRunner(spec, runs, record)
     runner.prepare()
     click.echo(f"batch {record.folder.name}: {len(runner.cells)} cell(s) × {spec.spec.matrix.repeat}, "
                f"{spec.spec.concurrency} at once; record: {record.folder}", err=True)
-    halted = runner.run(show=_Progress(quiet).show)
+    if ray_address:
+        from ..engine.distributed import RayExecutor
+
+        executor = runner.execute = RayExecutor(runner, None if ray_address == "local" else ray_address)
+        try:
+            halted = runner.run(show=_Progress(quiet).show)
+        finally:
+            executor.close()
+    else:
+        halted = runner.run(show=_Progress(quiet).show)
     rows = cell_rows(record.info()["cells"], record.runs())
     if as_json:
         click.echo(json.dumps({"batch": record.folder.name, "stopped": halted.message if halted else None,

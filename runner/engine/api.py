@@ -31,7 +31,6 @@ from .start import resume as resume_loop
 from .start import start, with_overrides
 from .status import Failed, Interrupted, Stop, exit_code
 
-
 Guard = Callable[[], Stop | None]
 
 
@@ -116,6 +115,11 @@ class Run:
     @property
     def folder(self) -> Path:
         return self.loop.record.folder
+
+    @property
+    def cost_usd(self) -> float:
+        """Spent so far, live."""
+        return self.loop.counters.cost_usd
 
     def start(self) -> Run:
         """Run it in a thread of its own; `wait()` gives the outcome."""

@@ -12,12 +12,13 @@ lost track of (the process was killed) is resumed if its record says it can be.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import LoopError
 from ..record.batches import BatchRecord
@@ -30,6 +31,15 @@ from .status import Interrupted, LimitReached, Status, Stop
 
 RESUMABLE = {"interrupted", "crashed", "running"}  # as the runs' own records say, for a run the batch lost
 TICK_S = 0.25
+
+
+class Handle(Protocol):
+    """A run going, as the batch sees it: a local `Run`, or a task on Ray."""
+
+    @property
+    def cost_usd(self) -> float: ...  # spent so far (what is known of it)
+
+    def stop(self, reason: Stop) -> None: ...
 
 
 @dataclasses.dataclass
@@ -47,8 +57,8 @@ class BatchRunner:
     def __init__(self, batch: Batch, runs: Path, record: BatchRecord, execute: Callable[..., Outcome] | None = None):
         self.batch, self.runs, self.record = batch, runs, record
         self.cells = batch.cells()
-        self.execute = execute or self.run_here  # how one run is run: here in a thread, or on Ray
-        self.running: dict[str, Run] = {}
+        self.execute = execute or self._new_here  # how a new run is run: here in a thread, or on Ray
+        self.running: dict[str, Handle] = {}
         self.lock = threading.Lock()
         self.halt: Stop | None = None
         self.spent = 0.0  # by runs that ended
@@ -110,6 +120,8 @@ class BatchRunner:
                 folder = self.runs / entry["run_id"] if entry and entry.get("run_id") else None
                 if entry is None or (entry.get("event") == "ended" and entry.get("by_batch")):
                     jobs.append((cell, repeat, folder))
+                elif entry.get("event") == "started" and folder is None:  # killed before its record came back (Ray)
+                    jobs.append((cell, repeat, None))
                 elif entry.get("event") == "started" and folder:  # the batch's process was killed under it
                     info = summary(folder)
                     if info["status"] in RESUMABLE:
@@ -125,8 +137,8 @@ class BatchRunner:
     def _job(self, cell: Cell, repeat: int, resume: Path | None) -> None:
         if self.halt is not None:
             return  # stays to run: `--resume` starts it
-        try:
-            outcome = self.execute(cell, repeat, resume)
+        try:  # a run to resume goes on here, where its record is
+            outcome = self.run_here(cell, repeat, resume) if resume else self.execute(cell, repeat, self.track)
         except LoopError as error:  # it could not even start (no sandbox, a worktree refused, ...)
             entry = {"event": "ended", "cell": cell.index, "repeat": repeat, "run_id": None, "status": "error",
                      "message": str(error), "iterations": 0, "cost_usd": 0.0, "by_batch": False}
@@ -137,24 +149,34 @@ class BatchRunner:
         with self.lock:
             self._count(entry)
 
-    def run_here(self, cell: Cell, repeat: int, resume: Path | None) -> Outcome:
+    def run_here(self, cell: Cell, repeat: int, resume: Path | None = None) -> Outcome:
         """One run in this process, in a thread of the pool."""
         if resume is not None:
             run = Run.resume(resume, guard=self.over_budget)
         else:
             run = Run(self.resolved[cell.index], self.places[cell.index], runs=self.runs,
                       worktree=self.batch.spec.worktree, guard=self.over_budget)
-        with self.lock:
-            self.running[run.run_id] = run
-            halt = self.halt
-        self.record.write(event="started", cell=cell.index, repeat=repeat, run_id=run.run_id)
-        if halt is not None:  # stopped while it was being set up
-            run.stop(halt)
-        try:
+        with self.track(cell, repeat, run.run_id, run):
             return run.wait()
+
+    @contextlib.contextmanager
+    def track(self, cell: Cell, repeat: int, run_id: str | None, handle: Handle) -> Iterator[None]:
+        """While a run goes: the batch can stop it and counts what it spends; the journal says it started."""
+        key = run_id or f"{cell.index}/{repeat}"
+        with self.lock:
+            self.running[key] = handle
+            halt = self.halt
+        self.record.write(event="started", cell=cell.index, repeat=repeat, run_id=run_id)
+        if halt is not None:  # stopped while it was being set up
+            handle.stop(halt)
+        try:
+            yield
         finally:
             with self.lock:
-                self.running.pop(run.run_id, None)
+                self.running.pop(key, None)
+
+    def _new_here(self, cell: Cell, repeat: int, track: Any) -> Outcome:
+        return self.run_here(cell, repeat)
 
     def _count(self, entry: dict[str, Any]) -> None:
         self.progress.done += 1
@@ -165,7 +187,7 @@ class BatchRunner:
     def _measure(self) -> Progress:
         with self.lock:
             self.progress.running = len(self.running)
-            live = sum(run.loop.counters.cost_usd for run in self.running.values())
+            live = sum(handle.cost_usd for handle in self.running.values())
         self.progress.cost_usd = self.spent + live
         return self.progress
 

@@ -75,6 +75,16 @@ def worktrees_dir(runs: Path) -> Path:
     return runs.parent / "worktrees"
 
 
+def worktrees_folder(folder: Path) -> None:
+    """Make the folder that holds worktrees: out of the checkout's `git status`, and of walks and
+    copies of a workdir that holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n", encoding="utf-8")
+    (folder / RUNS_MARKER).touch()
+
+
 def left_behind(runs: Path) -> list[Path]:
     """Worktrees (or copies) in `runs`' worktrees folder whose run has no record there (removed by hand)."""
     folder = worktrees_dir(runs)
@@ -112,11 +122,7 @@ def isolate(source: Path, root: Path, run_id: str) -> Isolation:
     """A workdir of its own for run `run_id`, at `root`: a worktree of `source`'s repository on the
     branch loop/RUN_ID from HEAD, or a copy of `source` (without runs directories) outside one."""
     source = source.resolve()
-    root.parent.mkdir(parents=True, exist_ok=True)
-    ignore = root.parent / ".gitignore"  # the worktrees stay out of the checkout's `git status`
-    if not ignore.exists():
-        ignore.write_text("*\n", encoding="utf-8")
-    (root.parent / RUNS_MARKER).touch()  # and out of walks and copies of a workdir that holds them
+    worktrees_folder(root.parent)
     repository = repository_of(source)
     if repository is None:
         shutil.copytree(source, root, symlinks=True, ignore=_skipped)
