@@ -201,3 +201,18 @@ def test_on_a_local_ray_cluster_records_and_branches_come_back_here(tmp_path, lo
     assert not (repo / "x.txt").exists()
     assert loop_cli("apply", git_run).exit_code == 0 and (repo / "x.txt").read_text() == "ok"
     assert loop_cli("apply", copy_run).exit_code == 0 and (plain / "y.txt").read_text() == "ok"
+
+
+def test_repositories_are_cloned_once_and_each_run_works_in_a_worktree_of_the_clone(tmp_path, loop_cli):
+    upstream = project(tmp_path, "upstream", WRITE)
+    path = batch_file(tmp_path, {"spec": "upstream/s.loop.yaml",
+                                 "matrix": {"repositories": [str(upstream)], "models": ["scripted"], "repeat": 2}})
+    result = loop_cli("batch", path, "--json", "-q")
+    assert result.exit_code == 0, result.stderr
+    row = json.loads(result.stdout)["cells"][0]
+    assert (row["verified"], row["runs"], row["label"]) == (2, 2, "scripted · upstream")
+    clones = list((tmp_path / "batches").glob("*/repos/*"))
+    assert len(clones) == 1 and (clones[0] / "s.loop.yaml").exists()
+    worktrees = [json.loads((tmp_path / "runs" / run_id / "worktree.json").read_text()) for run_id in row["run_ids"]]
+    assert {w["repository"] for w in worktrees} == {str(clones[0].resolve())}
+    assert not (upstream / "x.txt").exists()
