@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import textwrap
 from collections.abc import Callable
@@ -15,6 +16,9 @@ from click.testing import CliRunner, Result
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# A suite started as a background job (`cmd &` in a script) inherits SIGINT ignored, and so would
+# every `loop` it starts; the Ctrl-C tests need Python's own handler, here and in those processes.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
