@@ -94,3 +94,16 @@ def test_vars_and_limits_are_overridden_through_prepare(tmp_path):
     path = write_spec(tmp_path, "o", [note, note, note], "none", tools=["write_file"], vars={"name": "a"})
     outcome = api.run(path, vars={"name": "b"}, max_iterations=1)
     assert outcome.status == "max_iterations" and outcome.iterations == 1
+
+
+def test_the_subreapers_sweep_leaves_the_runners_own_subprocesses_alone(tmp_path):
+    """A batch's threads run git (worktrees, commits) while other runs' commands end: the sweep that
+    kills a command's orphans once killed or reaped such a git, and the batch read its output as empty."""
+    import subprocess
+
+    from runner.tools.shell import become_subreaper, run_command
+
+    become_subreaper()
+    helper = subprocess.Popen(["sleep", "1"])
+    assert run_command("true", tmp_path, timeout=10).exit_code == 0  # its end sweeps for orphans
+    assert helper.poll() is None and helper.wait(timeout=5) == 0

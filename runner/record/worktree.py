@@ -93,8 +93,9 @@ def left_behind(runs: Path) -> list[Path]:
 
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     try:
+        # in this process's session: the subreaper's sweep (tools/shell.py) leaves such processes alone
         done = subprocess.run(["git", *SAFE, *args], cwd=cwd, capture_output=True, text=True, check=False,
-                              timeout=300, env={**os.environ, **AUTHOR}, start_new_session=True)
+                              timeout=300, env={**os.environ, **AUTHOR})
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RunError(f"git {args[0]} could not run in {cwd}: {exc}") from exc
     if check and done.returncode != 0:

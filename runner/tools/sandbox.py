@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,12 +49,14 @@ def bwrap_problem() -> str | None:
     if shutil.which("bwrap") is None:
         return "bwrap is not installed"
     probe = ["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--unshare-net", "--die-with-parent", "true"]
+    # run as a command is (a session of its own, registered): its namespace's init, orphaned, is reaped as one
     try:
-        # a session of its own, like every command: its namespace's init, orphaned, is then reaped as one (shell.py)
-        done = subprocess.run(probe, check=False, capture_output=True, text=True, timeout=10, start_new_session=True)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        done = run_command(probe, Path("/"), timeout=10)
+    except OSError as exc:
         return f"bwrap did not start: {exc}"
-    return None if done.returncode == 0 else f"bwrap cannot create namespaces here: {done.stderr.strip()[:200]}"
+    if done.exit_code is None:
+        return "bwrap did not start within 10 s"
+    return None if done.exit_code == 0 else f"bwrap cannot create namespaces here: {done.output.strip()[:200]}"
 
 
 def choose(requested: str) -> str:
