@@ -90,15 +90,26 @@ def render(file: str, vars_: tuple[str, ...], workdir: str | None, as_json: bool
 
 
 def first_request(resolved: Resolved, workdir: Path | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The messages and tools of a run's first model call, built by the same code the loop uses."""
+    """The messages and tools of a run's first model call, built by the same code the loop uses. MCP
+    servers are started (in the sandbox a run would have, each within its start_timeout) to list their tools."""
     from ..engine.context import initial_messages
     from ..record.snapshot import listing
+    from ..record.trace import runs_dir
+    from ..tools.mcp import McpServers
+    from ..tools.sandbox import Commands, policy_for
     from ..tools.toolbox import Hooks, Toolbox
 
     workdir = (workdir or resolved.default_workdir()).absolute()
     renderer = resolved.renderer(workdir)
     files = listing(workdir) if workdir.is_dir() else []
-    return initial_messages(renderer, files), Toolbox(resolved.spec, renderer, Hooks(), workdir).schemas()
+    servers, hooks = McpServers(), Hooks()
+    if any(tool.mcp for tool in resolved.spec.tools):
+        policy = policy_for(resolved.spec, resolved.files, workdir, runs_dir(None, workdir))
+        hooks.mcp = servers.for_spec(resolved.spec, workdir, Commands(policy, policy.environment(["render"])))
+    try:
+        return initial_messages(renderer, files), Toolbox(resolved.spec, renderer, hooks, workdir).schemas()
+    finally:
+        servers.close()
 
 
 @cli.command()

@@ -28,6 +28,7 @@ from ..record.trace import Observer, Record
 from ..record.worktree import Isolation, commit
 from ..spec.format import ModelSpec
 from ..spec.resolve import Resolved
+from ..tools.mcp import McpServers
 from ..tools.sandbox import Commands, Policy, policy_for
 from ..tools.shell import Processes
 from ..tools.toolbox import Hooks, Toolbox, ToolResult
@@ -58,6 +59,7 @@ class Loop:
         self.lineage = [*(above or []), record.run_id]  # the runs above this one (sub-loops), and this one
         self.parent = above[-1] if above else None
         self.processes = Processes(record.run_id, owner)  # its commands: its end kills them and no others
+        self.mcp = McpServers()  # its MCP servers: started once, closed at its end
         state = state or {}
         self.counters = Counters.restore(state["counters"]) if state else Counters()
         self.artifacts = Artifacts(record.folder / "artifacts", state.get("artifacts", 0))
@@ -95,7 +97,8 @@ class Loop:
         self.verifier = Verifier(self.spec, self.renderer, self.workdir, self.snapshot, self.commands,
                                  self.baselines, self.record.folder / "quarantine")
         hooks = Hooks(self.context.notes, self.artifacts.read, lambda tool, args: run_subloop(self, tool, args, Loop),
-                      lambda: self.limits.time_left(self.counters), self.commands)
+                      lambda: self.limits.time_left(self.counters), self.commands,
+                      self.mcp.for_spec(self.spec, self.workdir, self.commands))
         self.toolbox = Toolbox(self.spec, self.renderer, hooks, self.workdir)
         self.context.settings = self.spec.context
         self.context.tools_tokens = self.context.counter.tools(self.toolbox.schemas())
@@ -126,6 +129,7 @@ class Loop:
             outcome = Failed(RunError(f"the run record could not be written: {error}"))
         finally:
             self.processes.kill()
+            self.mcp.close()
             self.close(outcome)
         return outcome
 

@@ -163,6 +163,31 @@ class Param(Strict):
                                 "by the command). Off by default: `--output=/elsewhere` is refused.")
 
 
+class McpSpec(Strict):
+    """An MCP server whose tools the agent may call. Over stdio it runs in the workdir inside the
+    run's sandbox, like every command; over HTTP the runner connects to it."""
+
+    command: list[str] | None = Field(None, min_length=1, description="A stdio server: its command and "
+                                      "arguments, e.g. [uvx, mcp-server-time].")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment of a stdio server.")
+    env_from: list[str] = Field(default_factory=list, description="Variables of the runner's environment to "
+                                "pass to a stdio server by name (its keys, say).")
+    url: str | None = Field(None, description="A Streamable HTTP server's endpoint.")
+    headers_env: dict[str, str] = Field(default_factory=dict, description="HTTP headers and the environment "
+                                        "variables to read them from, e.g. {Authorization: TRACKER_TOKEN}.")
+    allow: list[str] | None = Field(None, description="The server's tools to offer; all when left out.")
+    prefix: str | None = Field(None, description="Put before each of its tools' names; default: this entry's "
+                               "name and `_`. Set \"\" to keep the server's names.")
+    timeout: Duration = Field(60.0, description="One call.")
+    start_timeout: Duration = Field(30.0, description="Starting the server and listing its tools.")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpSpec:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server has `command` (stdio) or `url` (HTTP), one of them")
+        return self
+
+
 class ToolSpec(Strict):
     name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
@@ -173,23 +198,28 @@ class ToolSpec(Strict):
     parameters: dict[str, Param] = Field(default_factory=dict)
     loop: str | None = Field(None, description="A sub-loop tool: the spec it runs.")
     vars: dict[str, Any] = Field(default_factory=dict, description="Sub-loop: vars passed to it.")
+    mcp: McpSpec | None = Field(None, description="An MCP server: its tools are offered, each under its own "
+                                "name with the prefix.")
 
     @model_validator(mode="after")
     def _known_kind(self) -> ToolSpec:
+        kinds = [f for f in ("command", "loop", "mcp") if getattr(self, f) is not None]
         if self.name in BUILTIN_TOOLS:
-            extra = [f for f in ("command", "loop", "parameters", "vars") if f in self.model_fields_set]
+            extra = [f for f in ("command", "loop", "mcp", "parameters", "vars") if f in self.model_fields_set]
             if extra:
                 raise ValueError(f"`{extra[0]}` does not apply to the built-in tool `{self.name}`; "
                                  "give a custom tool another name")
-        elif self.command is None and self.loop is None:
+        elif not kinds:
             from difflib import get_close_matches
 
             close = get_close_matches(self.name, BUILTIN_TOOLS, n=1)
             hint = f"did you mean `{close[0]}`? " if close else ""
             raise ValueError(f"unknown tool `{self.name}`: {hint}built-in tools are "
-                             f"{', '.join(BUILTIN_TOOLS)}; a custom tool needs `command:` or `loop:`")
-        elif self.command is not None and self.loop is not None:
-            raise ValueError("a tool has `command` or `loop`, not both")
+                             f"{', '.join(BUILTIN_TOOLS)}; a custom tool needs `command:`, `loop:` or `mcp:`")
+        elif len(kinds) > 1:
+            raise ValueError(f"a tool has one of `command`, `loop` and `mcp`, not {' and '.join(kinds)}")
+        elif self.mcp is not None and self.parameters:
+            raise ValueError("an MCP server's tools bring their own parameters; remove `parameters`")
         if self.allow is not None and self.name != "shell":
             raise ValueError("`allow` applies only to the `shell` tool")
         return self

@@ -19,6 +19,7 @@ from ..spec.format import BUILTIN_TOOLS, Param, Spec, ToolSpec
 from ..spec.prompts import Renderer
 from ..spec.templates import Namespace
 from . import files
+from .mcp import McpServer
 from .sandbox import Commands
 from .shell import allowed
 from .workspace import Workspace
@@ -86,6 +87,7 @@ class Hooks:
     run_subloop: Callable[[ToolSpec, dict[str, Any]], ToolResult] | None = None
     time_left: Callable[[], float | None] = lambda: None
     commands: Commands | None = None  # how the run's commands run (sandbox.py); none when only schemas are wanted
+    mcp: dict[str, McpServer] = field(default_factory=dict)  # the run's MCP servers, started, by tool entry name
 
 
 class Toolbox:
@@ -96,13 +98,17 @@ class Toolbox:
         policy = hooks.commands.policy if hooks.commands else None
         self.workspace = Workspace(workdir, policy.protected if policy else (),
                                    policy.protect if policy else tuple(spec.protect), policy.hidden if policy else ())
-        self.offered: dict[str, ToolSpec] = {t.name: t for t in spec.tools}
+        self.offered: dict[str, ToolSpec] = {t.name: t for t in spec.tools if t.mcp is None}
+        self.remote = {offered: server for t in spec.tools if t.mcp and t.name in hooks.mcp
+                       for server in [hooks.mcp[t.name]] for offered in server.tools}  # MCP tools: their server
         self.offered.setdefault("finish", ToolSpec(name="finish"))
         if spec.context.compaction != "none":
             self.offered.setdefault("note", ToolSpec(name="note"))
         if spec.context.offload_over_tokens:
             self.offered.setdefault("read_artifact", ToolSpec(name="read_artifact"))
         self._schemas = [self._schema(t) for t in self.offered.values()]
+        self._schemas += [schema for server in dict.fromkeys(self.remote.values()) for schema in server.schemas()
+                          if schema["function"]["name"] not in self.offered]  # our own names come first
 
     def schemas(self) -> list[dict[str, Any]]:
         return self._schemas
@@ -125,10 +131,13 @@ class Toolbox:
     def call(self, call: ToolCall) -> ToolResult:
         """Run one tool call; whatever goes wrong comes back as a failed result, never raised."""
         tool = self.offered.get(call.name)
-        if tool is None:
+        if tool is None and call.name in self.remote and call.args is not None:
+            ok, output = self.remote[call.name].call(call.name, call.args)  # the server checks its arguments
+            result = ToolResult(ok, output, record={"mcp_server": self.remote[call.name].name})
+        elif tool is None and call.name not in self.remote:
             result = ToolResult(False, f"`{call.name}` is not a tool you can call; your tools are: "
-                                       f"{', '.join(self.offered)}")
-        elif call.args is None:
+                                       f"{', '.join([*self.offered, *self.remote])}")
+        elif call.args is None or tool is None:
             result = ToolResult(False, f"the arguments of {call.name} are not a JSON object: {call.raw[:200]!r}")
         else:
             try:
