@@ -109,3 +109,34 @@ def test_a_declaration_with_both_transports_is_a_located_error(tmp_path, loop_cl
     result = loop_cli("validate", path)
     printed = result.stdout + result.stderr
     assert result.exit_code == 2 and "tools[1].mcp:" in printed and "one of them" in printed
+
+
+def test_a_server_over_http_gets_its_headers_from_the_environment(tmp_path, loop_cli, monkeypatch):
+    import socket
+    import subprocess
+
+    from helpers import wait_until
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, SERVER, "--http", str(port), "--token", "t-123"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, timeout=20)
+        http = {"command": None, "url": f"http://127.0.0.1:{port}/mcp", "headers_env": {"Authorization": "NOTES_AUTH"}}
+        path = spec(tmp_path, [calls(("notes_add", {"a": 20, "b": 22})), {"say": "done"}], http)
+        refused = loop_cli("run", path)  # NOTES_AUTH is not set: the server answers 401
+        assert refused.exit_code == 3 and "the MCP server `notes` did not start" in refused.stderr
+        monkeypatch.setenv("NOTES_AUTH", "Bearer t-123")
+        assert outputs(loop_cli("run", path, "--json", "-q")) == [("notes_add", True, "42")]
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_validate_warns_of_a_server_command_that_is_not_on_path(tmp_path, loop_cli):
+    path = spec(tmp_path, [], {"command": ["no-such-mcp-server", "--stdio"]})
+    result = loop_cli("validate", path)
+    printed = result.stdout + result.stderr
+    assert result.exit_code == 0 and "tools[1].mcp.command[0]: `no-such-mcp-server` is not on PATH" in printed

@@ -147,7 +147,9 @@ def _secrets(node: Any, path: tuple[Any, ...], loc: Loc) -> Iterator[tuple[tuple
     if isinstance(node, LDict):
         for key, value in node.items():
             here = node.value_locs.get(key) or loc
-            if _is_literal(value) and isinstance(key, str) and key not in _NOT_SECRETS and _SECRET_KEY.search(key):
+            names_variables = path[-1:] == ("headers_env",)  # {Header: VARIABLE}: the value is a name, not a secret
+            if (_is_literal(value) and isinstance(key, str) and key not in _NOT_SECRETS and not names_variables
+                    and _SECRET_KEY.search(key)):
                 yield path + (key,), here, f"a secret is written in the spec; {_secret_fix(path, key)}"
             else:
                 yield from _secrets(value, path + (key,), here)

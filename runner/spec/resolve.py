@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import linecache
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,12 +215,20 @@ def _apply_overrides(tree: LDict, overrides: dict[str, Any], file: Path) -> None
 
 
 def _warnings(spec: Spec, tree: LDict) -> list[Problem]:
-    if spec.verify.checks:
-        return []
-    loc = located.locate(tree, ("verify",)) or tree.loc
-    return [Problem(loc.file, loc.line, loc.col, "verify",
-                    "no checks: success will be the model's own claim; add checks under `verify:`",
-                    warning=True)]
+    found = []
+    if not spec.verify.checks:
+        loc = located.locate(tree, ("verify",)) or tree.loc
+        found.append(Problem(loc.file, loc.line, loc.col, "verify",
+                             "no checks: success will be the model's own claim; add checks under `verify:`",
+                             warning=True))
+    for i, tool in enumerate(spec.tools):
+        program = tool.mcp.command[0] if tool.mcp and tool.mcp.command else None
+        if program and "{{" not in program and shutil.which(program) is None:
+            path = ("tools", i, "mcp", "command", 0)
+            loc = located.locate(tree, path) or tree.loc
+            found.append(Problem(loc.file, loc.line, loc.col, field_path(path), f"`{program}` is not on PATH here, "
+                                 "so the MCP server cannot start; install it or give its full path", warning=True))
+    return found
 
 
 def _template_sources(spec: Spec, tree: LDict) -> dict[tuple[Any, ...], Source]:

@@ -3,6 +3,7 @@
 Its `read_file` collides with loop's own tool of that name (the prefix keeps them apart); `crash`
 kills the server (once, or always with --crash-always), to test the restart; `leak` shows what
 of the environment it sees; `write_note` writes in its working folder (the workdir, sandboxed).
+With `--http PORT --token T` it serves Streamable HTTP and wants `Authorization: Bearer T`.
 """
 
 from __future__ import annotations
@@ -57,5 +58,24 @@ def crash() -> str:
     return "survived"
 
 
+def serve_http(port: int, token: str) -> None:
+    """Streamable HTTP on 127.0.0.1:PORT/mcp, answering only requests that carry `Authorization: Bearer TOKEN`."""
+    import uvicorn
+
+    app = server.streamable_http_app()
+
+    async def guarded(scope, receive, send):
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != f"Bearer {token}".encode():
+            await send({"type": "http.response.start", "status": 401, "headers": []})
+            await send({"type": "http.response.body", "body": b"unauthorized"})
+            return
+        await app(scope, receive, send)
+
+    uvicorn.run(guarded, host="127.0.0.1", port=port, log_level="warning")
+
+
 if __name__ == "__main__":
-    server.run()
+    if "--http" in sys.argv:
+        serve_http(int(sys.argv[sys.argv.index("--http") + 1]), sys.argv[sys.argv.index("--token") + 1])
+    else:
+        server.run()
