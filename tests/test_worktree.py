@@ -160,3 +160,26 @@ def test_in_a_sandbox_the_worktrees_git_file_is_not_the_agents_to_write(tmp_path
     calls = events(Path(summary["run_dir"]), "tool_call")
     assert calls[0]["name"] == "redirect" and not calls[0]["ok"]
     assert gitfile.read_text() != "gitdir: /tmp\n" and "worktrees" in gitfile.read_text()
+
+
+def test_a_sub_loop_of_a_worktree_run_works_in_the_worktree_too(tmp_path, loop_cli):
+    folder = quickstart(tmp_path)
+    (folder / "sub.script.yaml").write_text(yaml.safe_dump([{"tools": [{"write_file": {"path": "sub.txt",
+                                                                                       "content": "ok"}}]},
+                                                            {"tools": [{"finish": {}}]}]))
+    sub = {"version": 1, "name": "sub", "model": {"name": "scripted", "script": "sub.script.yaml"},
+           "objective": "Write sub.txt.", "workdir": ".", "tools": ["write_file"],
+           "verify": [{"name": "sub", "file": {"path": "sub.txt", "contains": "ok"}}]}
+    (folder / "sub.loop.yaml").write_text(yaml.safe_dump(sub))
+    (folder / "main.script.yaml").write_text(yaml.safe_dump([{"tools": [{"delegate": {}}]},
+                                                             {"tools": [{"finish": {}}]}]))
+    main = {"version": 1, "name": "main", "model": {"name": "scripted", "script": "main.script.yaml"},
+            "objective": "Delegate.", "workdir": ".", "tools": [{"name": "delegate", "loop": "sub.loop.yaml"}],
+            "verify": [{"name": "sub", "file": {"path": "sub.txt", "contains": "ok"}}]}
+    (folder / "main.loop.yaml").write_text(yaml.safe_dump(main))
+    git(folder, "add", "-A")
+    git(folder, "commit", "-qm", "specs")
+    summary = run_json(loop_cli, folder / "main.loop.yaml", "--worktree")
+    assert summary["status"] == "verified"
+    assert (Path(summary["worktree"]["root"]) / "sub.txt").read_text() == "ok"
+    assert not (folder / "sub.txt").exists()  # the sub-loop's `workdir: .` is the worktree's, not the checkout

@@ -24,6 +24,7 @@ from ..errors import RunError, SpecError, UsageError
 from ..models.base import parse_arguments
 from ..models.make import make_model
 from ..record.trace import Observer, Record
+from ..record.worktree import Isolation
 from ..spec.format import Spec, ToolSpec
 from ..spec.resolve import resolve
 from ..tools.sandbox import Policy
@@ -50,6 +51,7 @@ class Running(Protocol):
     last_results: list[CheckResult]
     policy: Policy
     processes: Processes
+    isolation: Isolation | None
 
     def run(self) -> Stop: ...
 
@@ -61,7 +63,7 @@ def run_subloop(parent: Running, tool: ToolSpec, args: dict[str, Any], new_loop:
         return ToolResult(False, f"the sub-loop spec {tool.loop} is invalid:\n{exc}")
     stop = _capped(resolved.spec.stop.model_dump(exclude_unset=True), parent)
     resolved = dataclasses.replace(resolved, spec=resolved.spec.replace(stop=stop))
-    workdir = Path(resolved.spec.workdir) if resolved.spec.workdir else parent.workdir
+    workdir = _inside_worktree(parent, Path(resolved.spec.workdir)) if resolved.spec.workdir else parent.workdir
     try:
         with Record.new(parent.record.folder.parent, resolved.spec.name) as record:
             child = new_loop(resolved, workdir, record, make_model(resolved.spec.model),
@@ -83,6 +85,18 @@ def run_subloop(parent: Running, tool: ToolSpec, args: dict[str, Any], new_loop:
               f" ({outcome.message}).\nSummary: {summary_of(child)}\n"
               + (f"Checks:\n{checks}" if checks else "No checks ran."))
     return ToolResult(ok, report, record={"sub_run": record.run_id, "sub_status": outcome.status.value})
+
+
+def _inside_worktree(parent: Running, workdir: Path) -> Path:
+    """A sub-loop's own workdir, for a parent in a worktree: the same place in the worktree, when it
+    lies in the checkout the worktree was made from (never the checkout itself: it stays untouched)."""
+    isolation = parent.isolation
+    if isolation is None:
+        return workdir
+    top, workdir = (isolation.repository or isolation.source).resolve(), workdir.resolve()
+    if workdir != top and top not in workdir.parents:
+        return workdir
+    return isolation.root / workdir.relative_to(top)
 
 
 def _final_checks(child: Running) -> list[CheckResult]:
