@@ -230,6 +230,9 @@ class Loop:
     def record_call(self, call: ToolCall, result: ToolResult, started: float) -> ToolResult:
         """The result into the context (offloaded if large) and the trace."""
         output = result.output + (REPEAT_NOTICE if self.progress.note_call(call) else "")
+        if "usage" in result.record:  # an agent CLI's own spending (agent: worker)
+            usage = result.record["usage"]
+            self.counters.add(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), usage["cost_usd"])
         artifact = self.context.add_tool_result(call.id, call.name, output)
         self.emit("tool_call", name=call.name, call_id=call.id, args=_args(call), ok=result.ok, artifact=artifact,
                   duration_s=round(time.monotonic() - started, 4), output_preview=output[:PREVIEW_CHARS],

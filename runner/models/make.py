@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..spec.format import ModelSpec
+from .agent import AgentTurns
 from .base import Model
 from .provider import LiteLLMModel
 from .scripted import Recorder, ScriptedModel
@@ -17,6 +18,8 @@ def make_model(spec: ModelSpec, on_retry: Callable[[dict[str, Any]], None] | Non
     if spec.name == "scripted":
         assert spec.script is not None
         return ScriptedModel(Path(spec.script))
+    if spec.name == "agent":  # the spec's worker is an agent CLI (`agent:`), run by the `agent` tool
+        return AgentTurns()
     return LiteLLMModel(spec, on_retry)
 
 

@@ -32,7 +32,7 @@ class Counter:
 
     def __init__(self, model_name: str):
         self.model_name = model_name
-        self.exact = model_name != "scripted"
+        self.exact = model_name not in ("scripted", "agent")
 
     def message(self, message: dict[str, Any]) -> int:
         if self.exact:

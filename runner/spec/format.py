@@ -340,6 +340,9 @@ class PromptSpec(Strict):
                                        "`objective`, `previous` (the summary so far) and `transcript`.")
     judge: Template | None = Field(None, description="A judge check's prompt. Gets `objective`, `criteria` and "
                                    "`evidence` (each `title`, `text`).")
+    agent: Template | None = Field(None, description="What an agent CLI (`agent:`) is told each iteration. Gets "
+                                   "`objective`, `instructions`, `checks` (each `name`, `what`) and `report` (the "
+                                   "last failing round's, or empty).")
     spec_changed: Template | None = Field(None, description="The notice of a hot reload. Gets `changed`, "
                                           "`objective`, `tools` and `checks`.")
 
@@ -357,6 +360,28 @@ class SandboxSpec(Strict):
                                 "the workdir and a private /tmp (relative to this file).")
     env: list[str] = Field(default_factory=list, description="Environment variables passed to commands, "
                            "besides PATH, HOME, LANG, TERM, TMPDIR and LOOP_*. Nothing else reaches them.")
+
+
+class AgentSpec(Strict):
+    """A coding-agent CLI as the worker instead of a model: each iteration runs it once with the
+    prompt (objective, instructions, the last failing check report), in the workdir and the
+    sandbox; then the checks decide, as for a model."""
+
+    command: list[str] = Field(min_length=1, description="The CLI and its arguments. `{prompt_file}` in an "
+                               "argument stands for the file holding the prompt, `{prompt}` for the prompt itself.")
+    prompt: Literal["stdin", "file", "arg"] = Field("stdin", description="How the prompt reaches it: on its "
+                                                    "stdin, as a file (`{prompt_file}`), or as an argument "
+                                                    "(`{prompt}`).")
+    timeout: Duration = Field(1200.0, description="One run of the agent.")
+    usage: Literal["none", "json"] = Field("none", description="json: read tokens and cost from the JSON it "
+                                           "prints (e.g. `claude -p --output-format json`); none: unknown.")
+
+
+def _agent_model(data: Any) -> Any:
+    """A spec with an `agent:` worker has no model of its own: `model` is then `agent`."""
+    if isinstance(data, dict) and data.get("agent") is not None and "model" not in data:
+        return {**data, "model": {"name": "agent"}}
+    return data
 
 
 class Spec(Strict):
@@ -380,7 +405,18 @@ class Spec(Strict):
     sandbox: SandboxSpec = Field(default_factory=SandboxSpec)
     protect: list[JinjaStr] = Field(default_factory=list, description="Globs (relative to the workdir) of files "
                                "the agent may read but never change, through tools or commands.")
+    agent: AgentSpec | None = Field(None, description="A coding-agent CLI as the worker, instead of `model`.")
     _view: dict[str, Any] | None = PrivateAttr(None)
+
+    _agent_model = model_validator(mode="before")(_agent_model)
+
+    @model_validator(mode="after")
+    def _one_worker(self) -> Spec:
+        if self.agent is not None and self.model.name != "agent":
+            raise ValueError("a spec has `model` or `agent` as its worker, not both; remove one")
+        if self.agent is None and self.model.name == "agent":
+            raise ValueError("`model: agent` is for specs with an `agent:` section; name a model, or add `agent:`")
+        return self
 
     def view(self) -> dict[str, Any]:
         """The spec with every default filled in, as plain data: what templates see as `spec`."""

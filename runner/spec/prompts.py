@@ -16,7 +16,7 @@ from ..errors import Problem, field_path, problems_of
 from .format import Check, Spec
 from .templates import Namespace, Source, quoting, render, template_fields
 
-PROMPTS = ("system", "task", "verify_failed", "summarize", "judge", "spec_changed")
+PROMPTS = ("system", "task", "verify_failed", "summarize", "judge", "spec_changed", "agent")
 BUILTIN_DIR = Path(__file__).parent / "builtin_prompts"
 
 # What each prompt gets besides the base context; also the sample used to validate overrides.
@@ -28,6 +28,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
                       "passed": ["lint"], "total": 2, "ending": "finish",
                       "tools": ["read_file", "finish"]},
     "summarize": {"objective": "the objective", "previous": "earlier summary", "transcript": "turns"},
+    "agent": {"objective": "the objective", "instructions": "", "report": "1 of 2 checks failed",
+              "checks": [{"name": "tests", "what": "`pytest` exits with 0"}]},
     "judge": {"objective": "the objective", "criteria": "the criteria",
               "evidence": [{"title": "diff", "text": "+ a line"}]},
     "spec_changed": {"changed": ["objective"], "objective": "the objective", "tools": ["read_file"],
@@ -61,12 +63,23 @@ class Renderer:
                       Source(f"prompts.{kind}", str(builtin)))
 
     def system(self) -> str:
-        checks = [{"name": c.name, "what": self.describe(c)} for c in self.spec.verify.checks]
-        instructions = self.field(("instructions",), self.spec.instructions).strip()
+        checks, instructions = self._checks_and_instructions()
         context = self.spec.context
         return self.prompt("system", instructions=instructions, checks=checks,
                            offload=bool(context.offload_over_tokens),
                            memory=context.compaction != "none").strip()
+
+    def agent(self, report: str, iteration: int = 0) -> str:
+        """What an agent CLI (`agent:`) is told each iteration: the objective, the instructions, the
+        checks that decide, and the report of the last round if it failed."""
+        checks, instructions = self._checks_and_instructions()
+        objective = self.field(("objective",), self.spec.objective, iteration).strip()
+        return self.prompt("agent", iteration, objective=objective, instructions=instructions, checks=checks,
+                           report=report).strip()
+
+    def _checks_and_instructions(self) -> tuple[list[dict[str, str]], str]:
+        checks = [{"name": c.name, "what": self.describe(c)} for c in self.spec.verify.checks]
+        return checks, self.field(("instructions",), self.spec.instructions).strip()
 
     def task(self, iteration: int = 0, files: list[str] | None = None) -> str:
         """The first message: the objective, and the first `context.file_list` of the workdir's `files`."""

@@ -76,7 +76,8 @@ def choose(requested: str) -> str:
 
 
 def runs_commands(spec: Spec) -> bool:
-    return (any(t.name == "shell" or t.command or (t.mcp and t.mcp.command) for t in spec.tools)
+    return (spec.agent is not None or any(t.name == "shell" or t.command or (t.mcp and t.mcp.command)
+                                          for t in spec.tools)
             or any(c.run is not None or (c.judge is not None and c.judge.include.commands)
                    for c in spec.verify.checks))
 

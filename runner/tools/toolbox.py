@@ -7,6 +7,9 @@ wrong arguments, or that fails in any way, returns an error message to the model
 
 from __future__ import annotations
 
+import json
+import shlex
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,7 @@ from .shell import allowed
 from .workspace import Workspace
 
 DEFAULT_TIMEOUT = 120.0
+PROMPT_FILE = ".loop-prompt.md"  # where an agent CLI finds its prompt, for the length of its run
 
 
 def _p(type_: str = "string", description: str = "", **extra: Any) -> Param:
@@ -131,7 +135,9 @@ class Toolbox:
     def call(self, call: ToolCall) -> ToolResult:
         """Run one tool call; whatever goes wrong comes back as a failed result, never raised."""
         tool = self.offered.get(call.name)
-        if tool is None and call.name in self.remote and call.args is not None:
+        if call.name == "agent" and self.spec.agent is not None and call.args is not None:
+            result = self._agent(str(call.args.get("report", "")))  # called by the agent worker, never offered
+        elif tool is None and call.name in self.remote and call.args is not None:
             ok, output = self.remote[call.name].call(call.name, call.args)  # the server checks its arguments
             result = ToolResult(ok, output, record={"mcp_server": self.remote[call.name].name})
         elif tool is None and call.name not in self.remote:
@@ -203,15 +209,51 @@ class Toolbox:
                                       args=Namespace("args", values))
         return self._run(command, tool.timeout)
 
-    def _run(self, command: str, timeout: float | None) -> ToolResult:
+    def _agent(self, report: str) -> ToolResult:
+        """Run the spec's agent CLI once with the `agent` prompt (which carries `report`, the last failing
+        round's): on its stdin, in a file at `{prompt_file}` (put in the workdir for this command only),
+        or as the `{prompt}` argument. Its tokens and cost, when it prints them as JSON (`usage: json`),
+        go into the result's record; else they are unknown."""
+        agent = self.spec.agent
+        assert agent is not None
+        prompt = self.renderer.agent(report)
+        inside = self.workspace.root / PROMPT_FILE
+        argv = [arg.replace("{prompt_file}", str(inside)).replace("{prompt}", prompt) for arg in agent.command]
+        command = shlex.join(argv) + (f" < {shlex.quote(str(inside))}" if agent.prompt == "stdin" else "")
+        with tempfile.TemporaryDirectory(prefix="loop-prompt-") as folder:
+            source = Path(folder) / PROMPT_FILE
+            source.write_text(prompt, encoding="utf-8")
+            mounts = {} if agent.prompt == "arg" else {inside: source}
+            result = self._run(command, agent.timeout, mounts)
+        result.record = {"usage": usage_of(result.output) if agent.usage == "json" else {"cost_usd": None}}
+        return result
+
+    def _run(self, command: str, timeout: float | None, mounts: dict[Path, Path] | None = None) -> ToolResult:
         left = self.hooks.time_left()
         limit = min(timeout or DEFAULT_TIMEOUT, left if left is not None else float("inf"))
         if self.hooks.commands is None:
             raise ToolFailure("commands cannot run here (no sandbox was set up)")
-        result = self.hooks.commands.run(command, limit)
+        result = self.hooks.commands.run(command, limit, mounts=mounts)
         if result.timed_out:
             return ToolResult(False, f"{result.output}\n[killed after {limit:.0f}s: timeout]")
         return ToolResult(result.exit_code == 0, f"{result.output}\n[exit code {result.exit_code}]".lstrip())
+
+
+def usage_of(output: str) -> dict[str, Any]:
+    """Tokens and cost from the last JSON object an agent printed (Claude Code's `total_cost_usd` and
+    `usage.input_tokens`, or `cost_usd` and `prompt_tokens` alike); cost None when it says none."""
+    for line in reversed(output.splitlines()):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            usage: dict[str, Any] = data["usage"] if isinstance(data.get("usage"), dict) else data
+            cost = data.get("total_cost_usd", data.get("cost_usd"))
+            return {"prompt_tokens": int(usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0),
+                    "completion_tokens": int(usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0),
+                    "cost_usd": float(cost) if isinstance(cost, (int, float)) else None}
+    return {"cost_usd": None}
 
 
 def _text(value: Any) -> str:
