@@ -367,8 +367,9 @@ class AgentSpec(Strict):
     prompt (objective, instructions, the last failing check report), in the workdir and the
     sandbox; then the checks decide, as for a model."""
 
-    command: list[str] = Field(min_length=1, description="The CLI and its arguments. `{prompt_file}` in an "
-                               "argument stands for the file holding the prompt, `{prompt}` for the prompt itself.")
+    command: list[JinjaStr] = Field(min_length=1, description="The CLI and its arguments, each a template (vars, "
+                                    "env...). `{prompt_file}` in an argument stands for the file holding the prompt, "
+                                    "`{prompt}` for the prompt itself.")
     prompt: Literal["stdin", "file", "arg"] = Field("stdin", description="How the prompt reaches it: on its "
                                                     "stdin, as a file (`{prompt_file}`), or as an argument "
                                                     "(`{prompt}`).")

@@ -148,8 +148,10 @@ class Policy:
 
 
 def _needed_under_tmp(workdir: Path) -> list[Path]:
-    """Folders under /tmp that commands need though /tmp is private: those on PATH, and Python's."""
+    """Folders under /tmp that commands need though /tmp is private: those on PATH (a virtual
+    environment's whole, for its bin), and Python's."""
     wanted = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    wanted = [p.parent if (p.parent / "pyvenv.cfg").exists() else p for p in wanted]  # a venv's bin needs its lib
     wanted += [Path(sys.prefix), Path(sys.base_prefix)]
     tmp = Path("/tmp")
     return sorted({p for p in wanted if tmp in p.parents and p.is_dir() and p != workdir

@@ -218,7 +218,8 @@ class Toolbox:
         assert agent is not None
         prompt = self.renderer.agent(report)
         inside = self.workspace.root / PROMPT_FILE
-        argv = [arg.replace("{prompt_file}", str(inside)).replace("{prompt}", prompt) for arg in agent.command]
+        argv = [self.renderer.field(("agent", "command", i), arg).replace("{prompt_file}", str(inside))
+                .replace("{prompt}", prompt) for i, arg in enumerate(agent.command)]
         command = shlex.join(argv) + (f" < {shlex.quote(str(inside))}" if agent.prompt == "stdin" else "")
         with tempfile.TemporaryDirectory(prefix="loop-prompt-") as folder:
             source = Path(folder) / PROMPT_FILE
