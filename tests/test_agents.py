@@ -23,6 +23,7 @@ CHECKS = [{"name": "tests", "run": "python3 -m unittest discover -s tests -q"},
 def project(tmp_path: Path, body: dict) -> Path:
     folder = tmp_path / "qs"
     shutil.copytree(REPO / "examples/quickstart", folder, ignore=shutil.ignore_patterns("*.yaml"))
+    shutil.copy(STAND_IN, folder / "fix_calc.py")  # in the workdir: a checkout under /tmp is out of the sandbox's view
     spec = {"version": 1, "name": "agentic", "objective": "The tests in tests/ fail. Fix calc.py so that they pass.",
             "workdir": ".", "verify": CHECKS, **body}
     (folder / "a.loop.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -33,7 +34,7 @@ def project(tmp_path: Path, body: dict) -> Path:
                                         ("arg", ["--prompt", "{prompt}"])])
 def test_the_agent_runs_each_iteration_and_the_checks_report_goes_into_its_next_prompt(tmp_path, loop_cli,
                                                                                      mode, args):
-    path = project(tmp_path, {"agent": {"command": [sys.executable, STAND_IN, *args], "prompt": mode,
+    path = project(tmp_path, {"agent": {"command": [sys.executable, "fix_calc.py", *args], "prompt": mode,
                                         "usage": "json"}})
     result = loop_cli("run", path, "--json", "-q")
     summary = json.loads(result.stdout)
@@ -51,7 +52,7 @@ def test_the_agent_runs_each_iteration_and_the_checks_report_goes_into_its_next_
 
 
 def test_without_usage_the_agents_cost_is_unknown(tmp_path, loop_cli):
-    path = project(tmp_path, {"agent": {"command": [sys.executable, STAND_IN]}})
+    path = project(tmp_path, {"agent": {"command": [sys.executable, "fix_calc.py"]}})
     summary = json.loads(loop_cli("run", path, "--json", "-q").stdout)
     assert summary["status"] == "verified" and summary["unpriced_calls"] == 2 and summary["cost_usd"] == 0
 

@@ -4,6 +4,7 @@ third-party one from the package index (mcp-server-time), over stdio, in the run
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,9 +16,12 @@ SERVER = str(Path(__file__).parent / "servers" / "notes_mcp.py")
 
 
 def spec(tmp_path: Path, turns: list, mcp: dict | None = None, name: str = "notes", **fields) -> Path:
+    """A spec whose scripted model plays `turns`, with the notes server. The server's script is copied
+    into the workdir: a checkout under /tmp (where CI may clone) is out of the bubblewrap sandbox's view."""
     (tmp_path / "work").mkdir(exist_ok=True)
+    shutil.copy(SERVER, tmp_path / "work" / "notes_mcp.py")
     (tmp_path / "m.script.yaml").write_text(yaml.safe_dump(turns, sort_keys=False))
-    server = {"command": [sys.executable, SERVER], "timeout": "20s", **(mcp or {})}
+    server = {"command": [sys.executable, "notes_mcp.py"], "timeout": "20s", **(mcp or {})}
     body = {"version": 1, "name": "m", "model": {"name": "scripted", "script": "m.script.yaml"},
             "objective": "Use the notes.", "workdir": "work", "tools": ["read_file", {"name": name, "mcp": server}],
             **fields}
@@ -88,7 +92,7 @@ def test_a_server_that_dies_is_started_again_once_then_its_tools_answer_with_the
     assert found == [("notes_crash", True, "survived"), ("notes_add", True, "2")]  # it died once, came back
 
     path = spec(tmp_path, [calls(("notes_crash", {}), ("notes_add", {"a": 1, "b": 1})), {"say": "done"}],
-                {"command": [sys.executable, SERVER, "--crash-always"]})
+                {"command": [sys.executable, "notes_mcp.py", "--crash-always"]})
     result = loop_cli("run", path, "--json", "-q")
     assert result.exit_code == 0 and json.loads(result.stdout)["status"] == "finished"
     found = outputs(result)
