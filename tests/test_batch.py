@@ -38,7 +38,10 @@ def project(tmp_path: Path, name: str, turns: list, blocked: bool = False, **fie
     (folder / "s.script.yaml").write_text(yaml.safe_dump(turns, sort_keys=False))
     spec = {"version": 1, "name": "s", "model": {"name": "scripted", "script": "s.script.yaml"},
             "objective": "Write {{ vars.target }}.", "workdir": ".", "vars": {"target": "a.txt"},
-            "tools": ["write_file", {"name": "shell", "allow": ["sleep *"]}], "stop": {"max_iterations": 6},
+            "tools": ["write_file", {"name": "nap", "description": "Sleep 20 s: once, and only while slow.flag is",
+                                     "command": "test -e .napped || test ! -e slow.flag && exit 0; touch .napped; "
+                                                "sleep 20"}],
+            "stop": {"max_iterations": 6},
             "verify": [{"name": "written", "file": {"path": "{{ vars.target }}", "contains": "ok"}}], **fields}
     (folder / "s.loop.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return git_repo(folder)
@@ -140,8 +143,11 @@ def sleeping(pid: int) -> list[psutil.Process]:
 
 
 def test_ctrl_c_stops_every_run_resumably_and_resume_finishes_the_batch(tmp_path):
-    slow = [{"tools": [{"shell": {"command": "sleep 20"}}]}] + WRITE
-    project(tmp_path, "a", slow)
+    slow = [{"tools": [{"nap": {}}]}] + WRITE  # a resumed run's nap, run again, is over at once
+    repo = project(tmp_path, "a", slow)
+    (repo / "slow.flag").write_text("")
+    subprocess.run("git add -A && git -c user.name=t -c user.email=t@t commit -qm slow", shell=True, cwd=repo,
+                   check=True)
     path = batch_file(tmp_path, {"spec": "a/s.loop.yaml", "matrix": {"repeat": 4}, "concurrency": 2})
     first = loop_process("batch", str(path), "--json", cwd=tmp_path)
     runs = tmp_path / "runs"
@@ -155,6 +161,9 @@ def test_ctrl_c_stops_every_run_resumably_and_resume_finishes_the_batch(tmp_path
     statuses = json.loads(out)["cells"][0]["statuses"]
     assert statuses == ["interrupted", "interrupted"]  # two stopped; two never started
 
+    # runs started now work in worktrees of the new HEAD, without the flag: they need not nap
+    subprocess.run("git rm -q slow.flag && git -c user.name=t -c user.email=t@t commit -qm fast", shell=True, cwd=repo,
+                   check=True)
     second = loop_process("batch", str(path), "--resume", "--json", cwd=tmp_path)
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
