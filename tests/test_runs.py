@@ -71,6 +71,42 @@ def test_run_started_records_the_spec_commit_and_whether_it_differs(write, loop_
     assert clean["git_commit"] == head and clean["git_dirty"] is False
     assert dirty["git_commit"] == head and dirty["git_dirty"] is True
     assert clean["spec_sha256"] != dirty["spec_sha256"] and len(clean["spec_sha256"]) == 64
+    assert clean["git_dirty_files"] == [] and dirty["git_dirty_files"] == [str(path)]
+    from runner import __version__
+    assert clean["loop_version"] == __version__
+
+
+def test_git_dirty_files_names_a_changed_file_of_the_extends_chain(write, loop_cli, tmp_path):
+    """Only the spec was compared with git: a changed template it extends went unnoticed."""
+    write("base.loop.yaml", "version: 1\nname: base\nmodel: {name: scripted, script: r.script.yaml}\n"
+                            "objective: Say done.\n")
+    write("r.script.yaml", "- say: done\n")
+    child = write("child.loop.yaml", "version: 1\nname: child\nextends: base.loop.yaml\n")
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True)
+    git("init", "-q")
+    git("add", "base.loop.yaml", "r.script.yaml", "child.loop.yaml")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "specs")
+    (tmp_path / "base.loop.yaml").write_text((tmp_path / "base.loop.yaml").read_text().replace("Say", "Please say"))
+    loop_cli("run", child, "--runs-dir", "r")
+    started = events(run_folder(tmp_path / "r"), "run_started")[0]
+    assert started["git_dirty"] is False and started["git_dirty_files"] == [str(tmp_path / "base.loop.yaml")]
+
+
+def test_runs_finds_the_last_run_says_where_runs_are_and_refuses_a_bogus_status(tmp_path, loop_cli, monkeypatch):
+    monkeypatch.delenv("LOOP_RUNS_DIR")
+    shutil.copytree(REPO / "examples/quickstart", tmp_path / "qs")
+    (tmp_path / "elsewhere").mkdir()
+    empty = loop_cli("runs")
+    assert empty.exit_code == 0 and "A run with --workdir D records into D/.loop/runs" in empty.stderr
+    assert loop_cli("run", "qs/quickstart.loop.yaml", "-q").exit_code == 0
+    monkeypatch.chdir(tmp_path / "qs")
+    table = loop_cli("runs").stdout.splitlines()
+    assert table[0].split()[-1] == "WORKDIR" and table[1].endswith(str(tmp_path / "qs"))
+    assert "verified" in loop_cli("show", "last").stdout
+    bogus = loop_cli("runs", "--status", "verifed")
+    assert bogus.exit_code == 2 and "use one of verified, finished" in bogus.stderr
+    ignore = tmp_path / "qs" / ".loop" / ".gitignore"
+    assert ignore.read_text() == "*\n"  # the record (a snapshot of the workdir, secrets and all) stays out of git
 
 
 def test_runs_lists_newest_first_and_filters(write, loop_cli, tmp_path):

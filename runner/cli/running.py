@@ -136,8 +136,10 @@ def resume(run_id: str, as_json: bool, quiet: bool, runs_option: str | None, **l
 @reports_errors
 def runs(spec_name: str | None, status: str | None, limit: int, as_json: bool, runs_option: str | None) -> int:
     """List runs, newest first, and the worktrees that stopped runs left."""
-    from ..record.runs import runs_in
+    from ..record.runs import STATUSES, runs_in
 
+    if status is not None and status not in STATUSES:
+        raise UsageError(f"--status {status} is no status a run can have; use one of {', '.join(STATUSES)}")
     folder = runs_dir(runs_option, Path.cwd())
     wanted = (r for r in runs_in(folder)
               if (spec_name is None or r["spec"] == spec_name) and (status is None or r["status"] == status))
@@ -145,11 +147,18 @@ def runs(spec_name: str | None, status: str | None, limit: int, as_json: bool, r
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return 0
-    click.echo(f"{'RUN':<40} {'SPEC':<20} {'STATUS':<15} {'ITER':>5} {'TIME':>8} {'TOKENS':>9} {'COST':>9}  STARTED")
+    if not found:
+        click.echo(f"no runs{' like that' if spec_name or status else ''} in {folder}. A run with --workdir D records "
+                   "into D/.loop/runs: pass --runs-dir D/.loop/runs, or set LOOP_RUNS_DIR", err=True)
+        return 0
+    click.echo(f"{'RUN':<40} {'SPEC':<20} {'STATUS':<15} {'ITER':>5} {'TIME':>8} {'TOKENS':>9} {'COST':>9}  "
+               f"{'STARTED':<19}  WORKDIR")
+    home = str(Path.home())
     for r in found:
         cost = "?" if r["cost_usd"] is None else f"${r['cost_usd']:.4f}"
+        workdir = (r["workdir"] or "?").replace(home, "~", 1) if r["workdir"] != home else "~"
         click.echo(f"{r['id']:<40} {r['spec'][:20]:<20} {r['status']:<15} {r['iterations']:>5} "
-                   f"{(r['duration_s'] or 0):>7.1f}s {r['tokens']:>9} {cost:>9}  {r['started'][:19]}")
+                   f"{(r['duration_s'] or 0):>7.1f}s {r['tokens']:>9} {cost:>9}  {r['started'][:19]:<19}  {workdir}")
     _worktrees_note(folder, found)
     return 0
 

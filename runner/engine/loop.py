@@ -260,10 +260,12 @@ class Loop:
         return results
 
     def started_fields(self) -> dict[str, Any]:
+        from .. import __version__
         from ..record.provenance import git_info
 
         return {"run_id": self.record.run_id, "spec_name": self.spec.name, "spec_sha256": self.resolved.sha256,
-                "spec_file": str(self.resolved.file), **git_info(self.resolved.file), "model": self.model.name,
+                "spec_file": str(self.resolved.file), **git_info(self.resolved.file, self.resolved.files),
+                "loop_version": __version__, "model": self.model.name,
                 "workdir": str(self.workdir), "parent_run": self.parent, "pid": os.getpid(),
                 "sandbox": self.policy.backend, "snapshot_ignored": self.snapshot.ignored[:50],
                 "worktree": self.isolation.record() if self.isolation else None}

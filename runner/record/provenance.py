@@ -16,10 +16,17 @@ def _git(folder: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def git_info(spec_file: Path) -> dict[str, Any]:
-    """`git_commit` (HEAD of the spec's repository, or null) and `git_dirty` (the spec file differs)."""
+def git_info(spec_file: Path, chain: list[Path] | None = None) -> dict[str, Any]:
+    """`git_commit` (HEAD of the spec's repository, or null), `git_dirty` (the spec file differs from
+    it) and `git_dirty_files`: every file the spec was read from (its `extends` chain, scripts,
+    prompt files) that differs from its own repository's HEAD or is not committed at all."""
+    dirty = [str(f) for f in dict.fromkeys([spec_file, *(chain or [])]) if _differs(f)]
     commit = _git(spec_file.parent, "rev-parse", "HEAD")
     if commit is None:
-        return {"git_commit": None, "git_dirty": None}
-    status = _git(spec_file.parent, "status", "--porcelain", "--", spec_file.name)
-    return {"git_commit": commit, "git_dirty": bool(status)}
+        return {"git_commit": None, "git_dirty": None, "git_dirty_files": dirty}
+    return {"git_commit": commit, "git_dirty": str(spec_file) in dirty, "git_dirty_files": dirty}
+
+
+def _differs(file: Path) -> bool:
+    """The file differs from its repository's HEAD, or is not committed; False outside a repository."""
+    return bool(_git(file.parent, "status", "--porcelain", "--", file.name))

@@ -18,8 +18,14 @@ from .worktree import Isolation
 
 
 def find(runs: Path, ref: str) -> Path:
-    """The run whose id is `ref` or starts with it."""
+    """The run whose id is `ref` or starts with it; `last`, the newest run (not a sub-loop's)."""
     folders = [p for p in runs.iterdir() if p.is_dir()] if runs.is_dir() else []
+    if ref == "last":
+        newest = next((r for r in runs_in(runs) if r["parent_run"] is None), None)
+        if newest is None:
+            raise UsageError(f"no runs in {runs}; a run with --workdir D records into D/.loop/runs "
+                             "(pass --runs-dir, or set LOOP_RUNS_DIR)")
+        return runs / newest["id"]
     exact = [p for p in folders if p.name == ref]
     matches = exact or [p for p in folders if p.name.startswith(ref)]
     if len(matches) == 1:
@@ -84,6 +90,10 @@ def _locked(folder: Path) -> bool:
     except OSError:
         return False
     return False
+
+
+STATUSES = ("verified", "finished", "max_iterations", "max_tokens", "max_cost", "timeout", "no_progress",
+            "interrupted", "error", "running", "crashed")  # what a run's status can be, as `loop runs` shows it
 
 
 def runs_in(runs: Path) -> Iterator[dict[str, Any]]:

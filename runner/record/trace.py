@@ -111,6 +111,9 @@ class Record:
     def create(cls, runs: Path, spec_name: str) -> Record:
         runs.mkdir(parents=True, exist_ok=True)
         (runs / RUNS_MARKER).touch()  # walks of a workdir that holds this runs directory skip it
+        for folder in (runs, runs.parent) if runs.parent.name == ".loop" else (runs,):  # out of `git status`:
+            if not (folder / ".gitignore").exists():  # a run's snapshot holds the workdir, secrets and all
+                (folder / ".gitignore").write_text("*\n", encoding="utf-8")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         while True:  # exclusive mkdir: concurrent runs never share a folder
             folder = runs / f"{stamp}-{spec_name}-{secrets.token_hex(2)}"
