@@ -193,25 +193,28 @@ def test_expect_exit_decides_what_passing_means(write, loop_cli):
     assert json.loads(loop_cli("run", path, "--json").stdout)["status"] == "verified"
 
 
-def test_run_options_override_the_spec(write, loop_cli, tmp_path, provider):
+def test_run_options_override_the_spec(write, loop_cli, tmp_path, provider, monkeypatch):
     from loopback import reply
 
+    monkeypatch.setenv("OPENAI_API_BASE", provider.url)  # --model replaces the spec's model whole, api_base too
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback")
     provider.add(reply("", [("write_file", {"path": "done.txt", "content": "ok"})]), reply("done"))
     (tmp_path / "elsewhere").mkdir()
-    write("o.loop.yaml", f"""
+    write("o.loop.yaml", """
         version: 1
         name: o
-        vars: {{greeting: hello}}
-        model: {{name: openai/from-spec, api_base: {provider.url}}}
-        objective: Say {{{{ vars.greeting }}}}.
+        vars: {greeting: hello}
+        model: {name: openai/from-spec, api_base: http://127.0.0.1:9/v1, temperature: 0.3}
+        objective: Say {{ vars.greeting }}.
         tools: [write_file]
-        verify: [{{name: done, file: {{path: done.txt}}}}]
-        stop: {{max_iterations: 1}}
+        verify: [{name: done, file: {path: done.txt}}]
+        stop: {max_iterations: 1}
         """)
     result = loop_cli("run", "o.loop.yaml", "--model", "openai/from-flag", "--max-iterations", "3",
                       "--workdir", "elsewhere", "--var", "greeting=bonjour", "--json")
     assert json.loads(result.stdout)["status"] == "verified"
     assert [r["model"] for r in provider.requests] == ["from-flag", "from-flag"]
+    assert "temperature" not in provider.requests[0]  # nothing of the spec's model is left
     assert provider.requests[0]["messages"][1]["content"] == "# Objective\nSay bonjour."
     assert (tmp_path / "elsewhere" / "done.txt").exists() and not (tmp_path / "done.txt").exists()
     assert (tmp_path / "elsewhere" / ".loop").is_dir() is False  # LOOP_RUNS_DIR keeps runs in tmp_path/runs

@@ -224,3 +224,21 @@ def test_a_prompt_override_may_use_the_variables_of_its_prompt(write, loop_cli):
     write("b.loop.yaml", SPEC + 'prompts:\n  verify_failed: "Failing: {{ failng }}"\n')
     result = loop_cli("validate", "b.loop.yaml")
     assert result.exit_code == 2 and "prompts.verify_failed: undefined variable `failng`" in result.stdout
+
+
+def test_a_model_given_by_name_replaces_the_inherited_model_whole_and_a_map_merges(write, loop_cli):
+    """A child of python/* naming another provider's model kept the template's Anthropic key and
+    fallbacks, and its run failed on the Anthropic key; --model did the same."""
+    from runner.engine.start import with_overrides
+    from runner.spec.resolve import resolve
+
+    by_name = resolve(write("a.loop.yaml", "version: 1\nname: a\nextends: python/fix-tests\nmodel: openai/gpt-4.1\n"))
+    assert by_name.spec.model.name == "openai/gpt-4.1"
+    assert by_name.spec.model.api_key_env is None and by_name.spec.model.fallbacks == []
+    settings = resolve(write("b.loop.yaml", "version: 1\nname: b\nextends: python/fix-tests\n"
+                                            "model: {temperature: 0.5}\n"))
+    assert settings.spec.model.name == "anthropic/claude-sonnet-4-5" and settings.spec.model.temperature == 0.5
+    assert settings.spec.model.api_key_env == "ANTHROPIC_API_KEY"
+    overridden = with_overrides(settings, "openai/gpt-4o")
+    assert overridden.spec.model.name == "openai/gpt-4o" and overridden.spec.model.api_key_env is None
+    assert overridden.spec.model.fallbacks == [] and overridden.spec.model.temperature is None

@@ -34,9 +34,9 @@ def with_overrides(resolved: Resolved, model: str | None = None, **stop: Any) ->
     """The spec with command-line overrides (--model, --max-iterations, ...) applied."""
     document = resolved.spec.document()
     changes: dict[str, Any] = {}
-    if model:
-        own = {k: v for k, v in document["model"].items() if k != "script" or model == "scripted"}
-        changes["model"] = {**own, "name": model}
+    if model:  # the model replaced whole, as a child spec's `model: NAME` does (a scripted one keeps its script)
+        script = document["model"].get("script") if model == "scripted" else None
+        changes["model"] = {"name": model, **({"script": script} if script else {})}
     stop = {k: v for k, v in stop.items() if v is not None}
     if stop:
         changes["stop"] = {**document.get("stop", {}), **stop}

@@ -447,8 +447,9 @@ def union_members(annotation: Any) -> list[Any]:
 
 
 def expand_shorthands(doc: LDict) -> None:
-    """Give one file's raw mapping the long forms, in place, so that merging sees like with like."""
-    for key, long_form in (("model", _name_to_map), ("verify", _list_to_checks)):
+    """Give one file's raw mapping the long forms, in place, so that merging sees like with like. A
+    model given by name stays a name: it replaces an inherited model whole (resolve.merge)."""
+    for key, long_form in (("verify", _list_to_checks),):
         if key in doc:
             doc[key] = wrap(long_form(doc[key]), doc.value_locs.get(key))
     tools = doc.get("tools")

@@ -109,7 +109,11 @@ def _extends(doc: LDict) -> list[tuple[str, Loc]]:
 
 
 def merge(base: Any, over: Any, path: tuple[Any, ...] = ()) -> Any:
-    """`over` on top of `base`, keeping every value's position."""
+    """`over` on top of `base`, keeping every value's position. A model given by name replaces the
+    inherited model whole (its key, fallbacks and settings were for another model); a map of model
+    settings merges into it."""
+    if path == ("model",) and isinstance(base, str) and isinstance(over, LDict):
+        base = LDict({"name": base}, loc=over.loc)
     if isinstance(base, LDict) and isinstance(over, LDict):
         result = LDict(loc=over.loc)
         for key, value in base.items():
