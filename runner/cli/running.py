@@ -136,10 +136,12 @@ def resume(run_id: str, as_json: bool, quiet: bool, runs_option: str | None, **l
 @reports_errors
 def runs(spec_name: str | None, status: str | None, limit: int, as_json: bool, runs_option: str | None) -> int:
     """List runs, newest first, and the worktrees that stopped runs left."""
-    from ..record.runs import STATUSES, runs_in
+    from ..engine.status import Status
+    from ..record.runs import runs_in
 
-    if status is not None and status not in STATUSES:
-        raise UsageError(f"--status {status} is no status a run can have; use one of {', '.join(STATUSES)}")
+    statuses = [s.value for s in Status] + ["running", "crashed"]  # how it ended, or for a run without an end
+    if status is not None and status not in statuses:
+        raise UsageError(f"--status {status} is no status a run can have; use one of {', '.join(statuses)}")
     folder = runs_dir(runs_option, Path.cwd())
     wanted = (r for r in runs_in(folder)
               if (spec_name is None or r["spec"] == spec_name) and (status is None or r["status"] == status))

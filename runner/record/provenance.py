@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
+from ..errors import RunError
+from .worktree import git
+
 
 def _git(folder: Path, *args: str) -> str | None:
+    """git's output in `folder`, or None: no git, no repository, or no answer within 10 s."""
     try:
-        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        done = git(folder, *args, check=False, timeout=10)
+    except RunError:
         return None
     return done.stdout.strip() if done.returncode == 0 else None
 

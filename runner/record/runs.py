@@ -92,10 +92,6 @@ def _locked(folder: Path) -> bool:
     return False
 
 
-STATUSES = ("verified", "finished", "max_iterations", "max_tokens", "max_cost", "timeout", "no_progress",
-            "interrupted", "error", "running", "crashed")  # what a run's status can be, as `loop runs` shows it
-
-
 def runs_in(runs: Path) -> Iterator[dict[str, Any]]:
     """The runs in `runs`, newest first, each summarised only when asked for (`loop runs --limit`)."""
     folders = sorted((p for p in runs.iterdir() if p.is_dir()), reverse=True) if runs.is_dir() else []

@@ -91,11 +91,12 @@ def left_behind(runs: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not (runs / p.name).is_dir()) if folder.is_dir() else []
 
 
-def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def git(cwd: Path, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run git in `cwd` with hooks and fsmonitor off; a RunError when it cannot run (or fails, with `check`)."""
     try:
         # in this process's session: the subreaper's sweep (tools/shell.py) leaves such processes alone
         done = subprocess.run(["git", *SAFE, *args], cwd=cwd, capture_output=True, text=True, check=False,
-                              timeout=300, env={**os.environ, **AUTHOR})
+                              timeout=timeout, env={**os.environ, **AUTHOR})
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RunError(f"git {args[0]} could not run in {cwd}: {exc}") from exc
     if check and done.returncode != 0:

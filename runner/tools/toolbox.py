@@ -103,15 +103,14 @@ class Toolbox:
         self.workspace = Workspace(workdir, policy.protected if policy else (),
                                    policy.protect if policy else tuple(spec.protect), policy.hidden if policy else ())
         self.offered: dict[str, ToolSpec] = {t.name: t for t in spec.tools if t.mcp is None}
-        self.remote = {offered: server for t in spec.tools if t.mcp and t.name in hooks.mcp
-                       for server in [hooks.mcp[t.name]] for offered in server.tools}  # MCP tools: their server
+        self.remote = {offered: server for server in hooks.mcp.values() for offered in server.tools}  # MCP tools
         self.offered.setdefault("finish", ToolSpec(name="finish"))
         if spec.context.compaction != "none":
             self.offered.setdefault("note", ToolSpec(name="note"))
         if spec.context.offload_over_tokens:
             self.offered.setdefault("read_artifact", ToolSpec(name="read_artifact"))
         self._schemas = [self._schema(t) for t in self.offered.values()]
-        self._schemas += [schema for server in dict.fromkeys(self.remote.values()) for schema in server.schemas()
+        self._schemas += [schema for server in hooks.mcp.values() for schema in server.schemas()
                           if schema["function"]["name"] not in self.offered]  # our own names come first
 
     def schemas(self) -> list[dict[str, Any]]:
