@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -145,18 +146,46 @@ def templates() -> int:
 @click.argument("file", required=False, default="task.loop.yaml", type=click.Path(dir_okay=False))
 @click.option("--from", "template", metavar="TEMPLATE", help="Start from a template (see `loop templates`).")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@click.option("--no-schema", is_flag=True, help="Write no loop.schema.json and no `$schema` line for editors.")
 @reports_errors
-def init(file: str, template: str | None, force: bool) -> int:
-    """Write a starter spec that validates (from TEMPLATE if given)."""
+def init(file: str, template: str | None, force: bool, no_schema: bool) -> int:
+    """Write a starter spec that validates (from TEMPLATE if given), with the schema line editors read."""
     path = Path(file)
     if path.exists() and not force:
         raise UsageError(f"{file} exists; pick another name or pass --force")
     name = re.sub(r"[^a-z0-9_-]+", "-", path.name.removesuffix(".yaml").removesuffix(".loop").lower()).strip("-")
     name = name if re.match(r"^[a-z0-9]", name or "") else f"loop-{name}".rstrip("-")
-    path.write_text(_starter(name, template), encoding="utf-8")
+    header = "" if no_schema else f"# yaml-language-server: $schema={_schema_for(path)}\n"
+    path.write_text(header + _starter(name, template), encoding="utf-8")
     resolved = resolve(path)
     click.echo(f"wrote {file} ({resolved.spec.name}); next: loop render {file}, then loop run {file}")
     return 0
+
+
+SCHEMA_FILE = "loop.schema.json"
+
+
+def _schema_for(spec: Path) -> str:
+    """The schema's path relative to the spec, for the YAML language server: a loop.schema.json (or
+    schema/loop.schema.json) in the spec's folder or above it in its repository, else one written
+    beside the spec. One written by an older loop is brought up to date."""
+    from ..spec.format import json_schema
+
+    folder = spec.absolute().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    current = json.dumps(json_schema(), indent=2) + "\n"
+    above = [folder, *folder.parents]
+    root = next((i for i, place in enumerate(above) if (place / ".git").exists()), 0)  # outside a repository:
+    for place in above[: root + 1]:  # only the spec's own folder
+        for found in (place / SCHEMA_FILE, place / "schema" / SCHEMA_FILE):
+            if found.is_file():
+                text = found.read_text(encoding="utf-8")
+                if text != current and '"loop spec (.loop.yaml)"' in text:  # ours, from an older loop
+                    found.write_text(current, encoding="utf-8")
+                return os.path.relpath(found, folder)
+    (folder / SCHEMA_FILE).write_text(current, encoding="utf-8")
+    click.echo(f"wrote {display_path(str(folder / SCHEMA_FILE))} for editors (`loop schema` prints it)", err=True)
+    return f"./{SCHEMA_FILE}"
 
 
 def _starter(name: str, template: str | None) -> str:
@@ -174,8 +203,6 @@ def _starter(name: str, template: str | None) -> str:
     if base.spec.vars:
         lines.append(yaml.safe_dump({"vars": plain(base.spec.vars)}, sort_keys=False).rstrip())
     return "\n".join(lines) + "\n"
-
-
 
 
 def watch_command(files: list[Path], once: Callable[[], int]) -> int:

@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError
 from ..errors import Problem, SpecError, field_path
 from . import located
 from .diagnose import validation_problems
-from .format import Duration, Strict
+from .format import Duration, Strict, Untitled
 from .located import LDict
 
 
@@ -144,5 +144,5 @@ def batch_schema() -> dict[str, Any]:
     """The JSON Schema of the batch format, as `loop schema --batch` prints it."""
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": "https://github.com/loop-runner/loop/schema/batch.schema.json",
-            **BatchSpec.model_json_schema(mode="validation"),
+            **BatchSpec.model_json_schema(mode="validation", schema_generator=Untitled),
             "title": "loop batch file", "description": "One spec over a matrix of vars, models and workdirs."}

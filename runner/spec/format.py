@@ -19,14 +19,18 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PositiveFloat,
     PrivateAttr,
+    StringConstraints,
     model_validator,
 )
+from pydantic.json_schema import GenerateJsonSchema
 
 from .located import LDict, LList, wrap
 
 BUILTIN_TOOLS = ("read_file", "write_file", "edit_file", "list_files", "search_files", "shell",
                  "note", "read_artifact", "finish")
+BuiltinTool = Literal[BUILTIN_TOOLS]  # type: ignore[valid-type]  # a tool given by name: editors complete these
 CHECK_KINDS = ("run", "http", "file", "judge", "scope")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -79,7 +83,8 @@ class FileRef(BaseModel):
     file: str = Field(description="Path relative to the file that names it.")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=str | float)]
+DurationText = Annotated[str, StringConstraints(pattern=_DURATION.pattern)]  # what an editor checks as you type
+Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=DurationText | PositiveFloat)]
 Template = Annotated[str, JINJA, BeforeValidator(_read_template, json_schema_input_type=str | FileRef)]
 JinjaStr = Annotated[str, JINJA]
 
@@ -385,7 +390,18 @@ def _agent_model(data: Any) -> Any:
     return data
 
 
+def _required_unless_extends(schema: dict[str, Any]) -> None:
+    """In a file that `extends`, `model` and `objective` may come from the parent: an editor must not
+    flag them missing there (`loop validate` judges the merged spec). Without `extends`, `objective`
+    and a worker (`model`, or an `agent:` CLI) are required."""
+    schema["required"] = [name for name in schema["required"] if name not in ("model", "objective")]
+    schema["if"] = {"not": {"required": ["extends"]}}
+    schema["then"] = {"required": ["objective"], "anyOf": [{"required": ["model"]}, {"required": ["agent"]}]}
+
+
 class Spec(Strict):
+    model_config = ConfigDict(json_schema_extra=_required_unless_extends)
+
     version: Literal[1] = Field(description="The format version.")
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
@@ -396,7 +412,7 @@ class Spec(Strict):
     objective: Template
     instructions: Template = ""
     workdir: str | None = Field(None, description="Default: where `loop run` is started.")
-    tools: list[Annotated[ToolSpec, BeforeValidator(_name_to_map, json_schema_input_type=str | ToolSpec)]] = (
+    tools: list[Annotated[ToolSpec, BeforeValidator(_name_to_map, json_schema_input_type=BuiltinTool | ToolSpec)]] = (
         Field(default_factory=list))
     context: ContextSpec = Field(default_factory=ContextSpec)
     verify: Annotated[VerifySpec, BeforeValidator(
@@ -458,9 +474,17 @@ def expand_shorthands(doc: LDict) -> None:
             tools[i] = wrap(_name_to_map(item), tools.locs[i])
 
 
+class Untitled(GenerateJsonSchema):
+    """No `title` per field: it only repeats the field's name ("Timeout"), and editors show it for
+    every branch of a union ("Timeout || Timeout"); the descriptions say what a field is."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of the format, as `loop schema` prints it and schema/loop.schema.json holds it."""
-    schema = Spec.model_json_schema(mode="validation")
+    schema = Spec.model_json_schema(mode="validation", schema_generator=Untitled)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": "https://github.com/loop-runner/loop/schema/loop.schema.json",
             "title": "loop spec (.loop.yaml)",
