@@ -15,7 +15,6 @@ import click
 from ..errors import LoopError, Problem, SpecError, UsageError, display_path, field_path
 from ..spec.library import list_templates
 from ..spec.resolve import Resolved, resolve
-from ..spec.templates import Source
 from .app import EXIT_USAGE, VAR_OPTION, cli, reports_errors, var_options
 
 
@@ -42,23 +41,41 @@ def _validate_all(files: tuple[str, ...], overrides: dict[str, Any]) -> int:
                 click.echo(str(problem))
             code = EXIT_USAGE
             continue
-        for warning in resolved.warnings + _empty_guard_warnings(resolved):
+        for warning in spec_warnings(resolved):
             click.echo(str(warning), err=True)
         click.echo(f"ok {resolved.spec.name}")
     return code
 
 
-def _empty_guard_warnings(resolved: Resolved) -> list[Problem]:
+def spec_warnings(resolved: Resolved, workdir: Path | None = None) -> list[Problem]:
+    """What `validate` and `run` warn of: the resolver's findings, guards that match no file, and a
+    cost limit that cannot hold."""
     from ..checks.file import empty_guards
 
-    workdir = resolved.default_workdir()
-    found = []
+    workdir = workdir or resolved.default_workdir()
+    found = list(resolved.warnings)
     for path, glob in empty_guards(resolved.spec, resolved.renderer(workdir), workdir):
-        source = resolved.sources.get(path) or Source(field_path(path), str(resolved.file))
-        found.append(Problem(source.file, source.line, source.col, field_path(path),
-                             f"`{glob}` matches no file in {workdir}: this guard will fail every round; fix the "
-                             "path (a folder is `dir/**`), or set allow_empty: true", warning=True))
-    return found
+        found.append(_located(resolved, path, f"`{glob}` matches no file in {workdir}: this guard will fail every "
+                              "round; fix the path (a folder is `dir/**`), or set allow_empty: true"))
+    return found + _cost_warnings(resolved)
+
+
+def _cost_warnings(resolved: Resolved) -> list[Problem]:
+    from ..models.pricing import unpriced
+
+    if resolved.spec.stop.max_cost_usd is None:
+        return []
+    return [_located(resolved, path, f"max_cost_usd cannot hold for {name}: litellm has no price for it, so its "
+                     "calls count as unknown and not against the limit; give it `price: {input: ..., output: ...}` "
+                     "(USD per million tokens), or limit the run with max_tokens")
+            for path, name in unpriced(resolved.spec)]
+
+
+def _located(resolved: Resolved, path: tuple[Any, ...], message: str) -> Problem:
+    from ..spec.located import locate
+
+    loc = locate(resolved.tree, path) or resolved.tree.loc  # in whichever file of the chain set it
+    return Problem(loc.file, loc.line, loc.col, field_path(path), message, warning=True)
 
 
 @cli.command()

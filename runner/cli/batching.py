@@ -13,6 +13,7 @@ import click
 from ..errors import UsageError
 from ..record.trace import runs_dir
 from .app import cli, reports_errors
+from .display import money
 from .running import RUNS_DIR_OPTION
 
 EXIT_STOPPED = {"interrupted": 130}  # a batch stopped by its own limits exits 1, like a run
@@ -110,6 +111,6 @@ def _table(rows: list[dict[str, Any]]) -> None:
         interval = f"{r['ci95'][0]:.0%}-{r['ci95'][1]:.0%}"
         iterations = "-" if r["median_iterations"] is None else f"{r['median_iterations']:g}"
         duration = "-" if r["median_duration_s"] is None else f"{r['median_duration_s']:.1f}s"
-        cost = f"${r['cost_usd']:.4f}" + ("+?" if r["unpriced_calls"] else "")
+        cost = money(r["cost_usd"], r["unpriced_calls"])
         click.echo(f"{r['label']:<{width}}  {str(r['verified']) + '/' + str(r['runs']):>8}  {rate:>5}  "
                    f"{interval:>11}  {iterations:>5}  {duration:>7}  {cost:>9}")

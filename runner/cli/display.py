@@ -23,8 +23,12 @@ def _args(args: Any) -> str:
     return text[:100] + ("..." if len(text) > 100 else "")
 
 
-def _money(value: Any) -> str:
-    return "$?" if value is None else f"${value:.4f}"
+def money(cost: float | None, unpriced: int = 0) -> str:
+    """A cost as people read it: `unknown` when no call could be priced (litellm knows no price for
+    the model, and the spec gives none), and `+?` after the known part when some could not."""
+    if cost is None or (unpriced and not cost):
+        return "unknown"
+    return f"${cost:.4f}" + ("+?" if unpriced else "")
 
 
 def _model_call(e: dict[str, Any]) -> str:
@@ -32,7 +36,7 @@ def _model_call(e: dict[str, Any]) -> str:
                                                      else "an empty reply")
     purpose = f" ({e['purpose']})" if e.get("purpose", "act") != "act" else ""
     return (f"[{e['iteration']}] model{purpose}: {e.get('prompt_tokens', 0)}+{e.get('completion_tokens', 0)} "
-            f"tokens{_cached(e)}, {_money(e.get('cost_usd'))}, {e.get('latency_s', 0):.1f}s -> {what}")
+            f"tokens{_cached(e)}, {money(e.get('cost_usd'))}, {e.get('latency_s', 0):.1f}s -> {what}")
 
 
 def _cached(e: dict[str, Any]) -> str:
@@ -62,7 +66,7 @@ def _verify(e: dict[str, Any]) -> str:
 def _finished(e: dict[str, Any]) -> str:
     return (f"== {e['status']} after {e.get('iterations')} iterations: "
             f"{e.get('prompt_tokens', 0) + e.get('completion_tokens', 0)} tokens{_cached(e)}, "
-            f"{_money(e.get('cost_usd'))}, "
+            f"{money(e.get('cost_usd'), e.get('unpriced_calls') or 0)}, "
             f"{e.get('duration_s', 0):.1f}s" + (f" ({e['message']})" if e.get("message") else ""))
 
 
@@ -79,9 +83,10 @@ FORMATS: dict[str, Callable[[dict[str, Any]], str]] = {
     "spec_reloaded": lambda e: f"    spec reloaded: {', '.join(e.get('changed', []))} changed",
     "spec_rejected": lambda e: f"    spec change rejected, the run goes on with the previous spec:\n      {e['error']}",
     "run_finished": _finished,
+    "warning": lambda e: f"    warning: {e['message']}",
 }
-COLORS = {"run_started": "cyan", "run_resumed": "cyan", "model_retry": "yellow", "spec_reloaded": "magenta",
-          "spec_rejected": "red", "compaction": "blue"}
+COLORS = {"warning": "yellow", "run_started": "cyan", "run_resumed": "cyan", "model_retry": "yellow",
+          "spec_reloaded": "magenta", "spec_rejected": "red", "compaction": "blue"}
 
 
 # A tool's output may carry terminal escapes (colours, OSC titles, cursor moves, hyperlinks): what
@@ -145,14 +150,15 @@ class Display:
         self.stream = stream or sys.stderr
         self.color = self.stream.isatty() if color is None else color
         self.indent = indent
-        self.tokens, self.cost = 0, 0.0
+        self.shown: dict[str, Any] | None = None  # the run's totals last shown
 
     def event(self, event: dict[str, Any]) -> None:
         line = format_event(event, self.color)
-        if event.get("type") == "model_call":
-            self.tokens += (event.get("prompt_tokens") or 0) + (event.get("completion_tokens") or 0)
-            self.cost += event.get("cost_usd") or 0.0
-            line = f"{line}  [run: {self.tokens} tokens, ${self.cost:.4f}]"
+        totals = event.get("run")  # the run's own counters: judges and earlier sessions of a resumed run count
+        if line is not None and totals and totals != self.shown:  # after a model call, or a judge's round
+            first, _, rest = line.partition("\n")
+            spent = f"  [run: {totals['tokens']} tokens, {money(totals['cost_usd'], totals['unpriced_calls'])}]"
+            line, self.shown = first + spent + ("\n" + rest if rest else ""), totals
         if line is not None:
             self.stream.write("".join(self.indent + part + "\n" for part in line.splitlines()))
             self.stream.flush()

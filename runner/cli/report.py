@@ -19,6 +19,7 @@ from ..record.masking import mask, masked
 from ..record.outputs import Outputs
 from ..record.runs import summary
 from ..record.trace import Record, read_events
+from .display import money
 
 TEMPLATE = Path(__file__).parent / "report.html.j2"
 CHART_W, CHART_H = 760, 180
@@ -31,6 +32,7 @@ class Iteration:
     completion_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: float = 0.0
+    unpriced: int = 0  # calls whose cost is unknown
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -45,6 +47,7 @@ def iterations(events: list[dict[str, Any]]) -> list[Iteration]:
             item.completion_tokens += event.get("completion_tokens") or 0
             item.cached_tokens += event.get("cached_tokens") or 0
             item.cost_usd += event.get("cost_usd") or 0.0
+            item.unpriced += event.get("cost_usd") is None
     return [found[n] for n in sorted(found)]
 
 
@@ -63,7 +66,7 @@ def chart(items: list[Iteration]) -> dict[str, Any]:
                      "prompt_y": round(CHART_H - prompt_h, 1), "prompt_h": round(prompt_h, 1),
                      "completion_y": round(CHART_H - prompt_h - completion_h, 1),
                      "completion_h": round(completion_h, 1), "title": f"iteration {item.number}: "
-                     f"{item.prompt_tokens}+{item.completion_tokens} tokens, ${item.cost_usd:.4f}"})
+                     f"{item.prompt_tokens}+{item.completion_tokens} tokens, {money(item.cost_usd, item.unpriced)}"})
         spent += item.cost_usd
         points.append(f"{x + width / 2:.1f},{CHART_H - spent / total_cost * CHART_H:.1f}")
     return {"width": CHART_W, "height": CHART_H, "bars": bars, "cost_line": " ".join(points), "top": top}
@@ -94,6 +97,7 @@ def build(folder: Path) -> str:
     diff_file = folder / "changes.diff"
     items = iterations(events)
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)  # partial traces render
+    environment.globals["money"] = money
     page = environment.from_string(TEMPLATE.read_text(encoding="utf-8")).render(
         run=masked(summary(folder)), started=next((e for e in events if e["type"] == "run_started"), {}),
         finished=next((e for e in reversed(events) if e["type"] == "run_finished"), {}),

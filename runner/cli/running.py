@@ -15,7 +15,8 @@ from ..errors import UsageError
 from ..record.masking import mask
 from ..record.trace import read_events_from, runs_dir
 from .app import VAR_OPTION, cli, reports_errors, var_options
-from .display import Display, details, format_event
+from .authoring import spec_warnings
+from .display import Display, details, format_event, money
 
 RUNS_DIR_OPTION = click.option("--runs-dir", "runs_option", type=click.Path(file_okay=False),
                                help="Where runs are recorded (default: WORKDIR/.loop/runs, or $LOOP_RUNS_DIR).")
@@ -76,7 +77,7 @@ def run(file: str, vars_: tuple[str, ...], model: str | None, max_iterations: in
         raise UsageError("--record and --replay exclude each other")
     overrides = var_options(vars_)
     resolved = prepare(file, overrides, model=model, max_iterations=max_iterations)
-    for warning in resolved.warnings:
+    for warning in spec_warnings(resolved, Path(workdir) if workdir else None):
         click.echo(str(warning), err=True)
     watcher = None
     if watch:
@@ -157,7 +158,7 @@ def runs(spec_name: str | None, status: str | None, limit: int, as_json: bool, r
                f"{'STARTED':<19}  WORKDIR")
     home = str(Path.home())
     for r in found:
-        cost = "?" if r["cost_usd"] is None else f"${r['cost_usd']:.4f}"
+        cost = money(r["cost_usd"], r["unpriced_calls"])
         workdir = (r["workdir"] or "?").replace(home, "~", 1) if r["workdir"] != home else "~"
         click.echo(f"{r['id']:<40} {r['spec'][:20]:<20} {r['status']:<15} {r['iterations']:>5} "
                    f"{(r['duration_s'] or 0):>7.1f}s {r['tokens']:>9} {cost:>9}  {r['started'][:19]:<19}  {workdir}")
@@ -214,7 +215,7 @@ def show(run_id: str, as_json: bool, follow: bool, verbose: bool, runs_option: s
     if not as_json:
         info = summary(folder)
         checks = _check_history(events)
-        cost = "?" if info["cost_usd"] is None else f"${info['cost_usd']:.4f}"
+        cost = money(info["cost_usd"], info["unpriced_calls"])
         click.echo(f"\n{info['status']}: {info['iterations']} iterations, {info['tokens']} tokens, {cost}"
                    + (f"\nchecks across rounds: {checks}" if checks else ""))
     return 0

@@ -45,8 +45,8 @@ class Outcome:
     iterations: int
     prompt_tokens: int
     completion_tokens: int
-    cost_usd: float
-    unpriced_calls: int  # model calls whose cost is unknown
+    cost_usd: float | None  # None: no call could be priced
+    unpriced_calls: int  # model calls whose cost is unknown (not in cost_usd)
     duration_s: float
     checks: list[dict[str, Any]]  # the last check round: name, passed, summary
     run_dir: str
@@ -61,7 +61,7 @@ class Outcome:
     def of(cls, loop: Loop, stop: Stop) -> Outcome:
         counters = loop.counters
         return cls(loop.record.run_id, stop.status.value, exit_code(stop.status), stop.message, counters.iteration,
-                   counters.prompt_tokens, counters.completion_tokens, round(counters.cost_usd, 6),
+                   counters.prompt_tokens, counters.completion_tokens, counters.known_cost,
                    counters.unpriced_calls, round(counters.elapsed(), 3),
                    [{"name": r.name, "passed": r.passed, "summary": r.summary} for r in loop.last_results],
                    str(loop.record.folder), str(loop.workdir),

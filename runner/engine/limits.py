@@ -1,9 +1,14 @@
 """When a run must stop short of verified: the `stop:` limits, and the work no longer moving.
 
 `Counters` hold what the run has spent. `Limits.check` runs before every model call and
-raises the first limit that holds. `Progress` counts iterations in a row that changed no
-file and improved no check (a newly passing check, or a higher `metric`), and spots an agent
-repeating the identical tool call: it is told, and the repeat counts as no progress.
+raises the first limit that holds. `max_tokens` and `max_cost_usd` hold for the next call
+too: it is projected from its prompt (as the context stands, at most the budget, scaled to the
+provider's count at the last call) and the longest reply it may get (`max_output_tokens`, else
+the longest so far), so a run stops before the call that would cross them, not after.
+
+`Progress` counts iterations in a row that changed no file and improved no check (a newly
+passing check, or a higher `metric`), and spots an agent repeating the identical tool call:
+it is told, and the repeat counts as no progress.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..models.base import ToolCall
+from ..models.pricing import per_token
 from ..record.snapshot import fingerprint
-from ..spec.format import StopSpec
+from ..spec.format import ModelSpec, StopSpec
 from .status import LimitReached, NoProgress, Status, Stop
 
 REPEAT_LIMIT = 3
@@ -31,12 +37,15 @@ class Counters:
     cached_tokens: int = 0  # of prompt_tokens: read from the provider's prompt cache
     cost_usd: float = 0.0
     unpriced_calls: int = 0  # calls whose cost litellm could not tell
+    longest_reply: int = 0  # completion tokens of the longest reply so far: the next one's guess
+    prompt_scale: float = 1.0  # the provider's prompt tokens per token of ours, at the last call
     elapsed_before: float = 0.0  # seconds spent in earlier sessions of a resumed run
     started: float = field(default_factory=time.monotonic, repr=False)
 
     def add(self, prompt: int, completion: int, cost: float | None, cached: int = 0) -> None:
         self.prompt_tokens += prompt
         self.completion_tokens += completion
+        self.longest_reply = max(self.longest_reply, completion)
         self.cached_tokens += cached
         if cost is None:
             self.unpriced_calls += 1
@@ -46,6 +55,20 @@ class Counters:
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def calibrate(self, reported: int, counted: int) -> None:
+        """Learn how the provider counts a prompt we counted (its tokenizer is not ours)."""
+        if reported > 0 and counted > 0:
+            self.prompt_scale = reported / counted
+
+    @property
+    def known_cost(self) -> float | None:
+        """What was spent, or None when no call could be priced (never a $0 that means "unknown")."""
+        return None if self.unpriced_calls and not self.cost_usd else round(self.cost_usd, 6)
+
+    def totals(self) -> dict[str, Any]:
+        """The run's spending so far (a resumed run's earlier sessions and the judges' calls included)."""
+        return {"tokens": self.tokens, "cost_usd": self.known_cost, "unpriced_calls": self.unpriced_calls}
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.monotonic() - self.started
@@ -61,22 +84,47 @@ class Counters:
 
 
 class Limits:
-    def __init__(self, stop: StopSpec):
-        self.stop = stop
+    def __init__(self, stop: StopSpec, model: ModelSpec | None = None, budget_tokens: int | None = None):
+        self.stop, self.budget_tokens = stop, budget_tokens
+        self.reply_cap = model.max_output_tokens if model else None
+        known = [p for p in map(per_token, [model, *model.fallbacks]) if p] if model else []
+        self.price = (max(p[0] for p in known), max(p[1] for p in known)) if known else None  # the dearest
 
-    def check(self, counters: Counters, progress: Progress, stopped: Stop | None = None) -> None:
+    def check(self, counters: Counters, progress: Progress, stopped: Stop | None = None,
+              prompt_tokens: int = 0) -> None:
+        """`prompt_tokens`: the next call's prompt as the context stands (0: do not project)."""
         if stopped is not None:  # from outside: a batch's Ctrl-C or its limits
             raise stopped
         stop = self.stop
         if counters.iteration >= stop.max_iterations:
             raise LimitReached(Status.MAX_ITERATIONS, f"reached max_iterations ({stop.max_iterations})")
-        if stop.max_tokens is not None and counters.tokens >= stop.max_tokens:
-            raise LimitReached(Status.MAX_TOKENS, f"used {counters.tokens} tokens, max_tokens is {stop.max_tokens}")
-        if stop.max_cost_usd is not None and counters.cost_usd >= stop.max_cost_usd:
-            raise LimitReached(Status.MAX_COST, f"spent ${counters.cost_usd:.4f}, max_cost_usd is {stop.max_cost_usd}")
+        self.check_spend(counters, prompt_tokens)
         self.check_time(counters)
         if stop.no_progress is not None and progress.streak >= stop.no_progress:
             raise NoProgress(f"{progress.streak} iterations in a row changed no file and improved no check")
+
+    def check_spend(self, counters: Counters, prompt_tokens: int) -> None:
+        stop = self.stop
+        prompt = round(min(prompt_tokens, self.budget_tokens or prompt_tokens) * counters.prompt_scale)
+        reply = (self.reply_cap or counters.longest_reply) if prompt else 0
+        ahead = f"; the next call's prompt is about {prompt} tokens and its reply up to {reply}" if prompt else ""
+        if stop.max_tokens is not None and (counters.tokens >= stop.max_tokens
+                                            or counters.tokens + prompt + reply > stop.max_tokens):
+            raise LimitReached(Status.MAX_TOKENS, f"used {counters.tokens} tokens{ahead}; max_tokens is "
+                               f"{stop.max_tokens}")
+        next_cost = prompt * self.price[0] + reply * self.price[1] if self.price else 0.0
+        if stop.max_cost_usd is not None and (counters.cost_usd >= stop.max_cost_usd
+                                              or counters.cost_usd + next_cost > stop.max_cost_usd):
+            priced = f" (about ${next_cost:.4f})" if next_cost else ""
+            raise LimitReached(Status.MAX_COST, f"spent ${counters.cost_usd:.4f}{ahead}{priced}; max_cost_usd is "
+                               f"{stop.max_cost_usd}")
+
+    def unpriced(self, counters: Counters, cost: float | None, model: str) -> str | None:
+        """The warning, once per run, that a call's cost is unknown while a cost limit is set."""
+        if cost is not None or counters.unpriced_calls != 1 or self.stop.max_cost_usd is None:
+            return None
+        return (f"the cost of {model}'s calls is unknown (litellm has no price for it): max_cost_usd counts only "
+                "priced calls; give the model `price:` in the spec")
 
     def check_time(self, counters: Counters) -> None:
         if self.stop.timeout is not None and counters.elapsed() >= self.stop.timeout:

@@ -84,7 +84,7 @@ class Loop:
         refusal (no backend works) ends the setting up, and Record.new removes the run."""
         self.resolved, self.spec = resolved, resolved.spec
         self.renderer = resolved.renderer(self.workdir)
-        self.limits = Limits(self.spec.stop)
+        self.limits = Limits(self.spec.stop, self.spec.model, self.spec.context.budget_tokens)
         self.progress.scan = self.spec.stop.no_progress is not None
         protect = [self.renderer.field(("protect", i), glob) for i, glob in enumerate(self.spec.protect)]
         protect += [self.renderer.field(("verify", "checks", i, "file", "path"), check.file.path)  # guarded files:
@@ -136,7 +136,8 @@ class Loop:
     def step(self) -> None:
         if self.watcher is not None:
             self.watcher.apply(self)
-        self.limits.check(self.counters, self.progress, self.stopped() or (self.guard and self.guard()))
+        self.limits.check(self.counters, self.progress, self.stopped() or (self.guard and self.guard()),
+                          self.context.tokens())
         self.counters.iteration += 1
         turn = self.query()
         ending = self.execute(turn)
@@ -193,11 +194,15 @@ class Loop:
 
     def account(self, turn: Turn, purpose: str) -> None:
         self.counters.add(turn.prompt_tokens, turn.completion_tokens, turn.cost_usd, turn.cached_tokens)
+        if purpose == "act":
+            self.counters.calibrate(turn.prompt_tokens, self.context.tokens())
         self.emit("model_call", purpose=purpose, model=turn.model, prompt_tokens=turn.prompt_tokens,
                   completion_tokens=turn.completion_tokens, cached_tokens=turn.cached_tokens,
                   cache_write_tokens=turn.cache_write_tokens, cost_usd=turn.cost_usd,
                   latency_s=round(turn.latency_s, 4), tool_calls=[c.name for c in turn.tool_calls],
-                  text=turn.text[:TEXT_CHARS], context_tokens=self.context.tokens())
+                  text=turn.text[:TEXT_CHARS], context_tokens=self.context.tokens(), run=self.counters.totals())
+        if warning := self.limits.unpriced(self.counters, turn.cost_usd, turn.model):
+            self.emit("warning", message=warning)
 
     def execute(self, turn: Turn) -> str | None:
         """Run the turn's calls, `finish` after all the others. Return why the agent's work ends with
@@ -250,7 +255,8 @@ class Loop:
         for result in results:
             self.counters.add(result.prompt_tokens, result.completion_tokens, result.cost_usd)
         self.last_results = results
-        self.emit("verify", final=ending is not None, results=[r.record() for r in results])
+        self.emit("verify", final=ending is not None, results=[r.record() for r in results],
+                  run=self.counters.totals())
         if all(r.passed for r in results):
             if len(results) == len(self.spec.verify.checks):
                 raise Verified(f"all {len(results)} checks passed")
@@ -287,7 +293,7 @@ class Loop:
             self.emit("run_finished", status=outcome.status.value, message=outcome.message, **committed,
                       iterations=self.counters.iteration, prompt_tokens=self.counters.prompt_tokens,
                       completion_tokens=self.counters.completion_tokens,
-                      cached_tokens=self.counters.cached_tokens, cost_usd=round(self.counters.cost_usd, 6),
+                      cached_tokens=self.counters.cached_tokens, cost_usd=self.counters.known_cost,
                       unpriced_calls=self.counters.unpriced_calls, duration_s=round(self.counters.elapsed(), 3))
             self.save(checkpoint=True)
         except OSError as error:  # the end of the record is lost; the outcome still reaches the user

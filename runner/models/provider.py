@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ModelError
-from ..spec.format import Endpoint, ModelSpec
+from ..spec.format import Endpoint, ModelSpec, is_claude
 from .base import ToolCall, Turn, parse_arguments
 from .litellm_setup import litellm
 
@@ -63,11 +63,6 @@ def _retry_after(exc: Exception) -> float | None:
 # the next call read everything before it from the cache; the system prompt (with the tools) stays
 # cached across compactions. Other providers cache prefixes without being asked.
 CACHE_MARKS = [{"location": "message", "role": "system"}, {"location": "message", "index": -1}]
-
-
-def _marks_cache(name: str) -> bool:
-    lowered = name.lower()
-    return "claude" in lowered or lowered.startswith("anthropic/")
 
 
 def _count(usage: Any, name: str) -> int:
@@ -157,7 +152,7 @@ class LiteLLMModel:
             kwargs["max_tokens"] = endpoint.max_output_tokens
         if endpoint.api_base:
             kwargs["api_base"] = endpoint.api_base
-        if _marks_cache(endpoint.name):
+        if is_claude(endpoint.name):
             kwargs.setdefault("cache_control_injection_points", CACHE_MARKS)
         key = os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
         if key is None and endpoint.api_base and self._missing_keys(endpoint.name):

@@ -91,7 +91,7 @@ def cell_rows(cells: list[dict[str, Any]], ended: dict[tuple[int, int], dict[str
                      "ci95": [round(low, 4), round(high, 4)],
                      "median_iterations": statistics.median([e.get("iterations", 0) for e in done]) if done else None,
                      "median_duration_s": statistics.median([e.get("duration_s", 0) for e in done]) if done else None,
-                     "cost_usd": round(sum(e.get("cost_usd", 0) for e in done), 6),
+                     "cost_usd": round(sum(e.get("cost_usd") or 0 for e in done), 6),
                      "unpriced_calls": sum(e.get("unpriced_calls", 0) for e in done),
                      "statuses": [e["status"] for e in done], "run_ids": [e.get("run_id") for e in done]})
     return rows

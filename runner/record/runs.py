@@ -51,12 +51,15 @@ def summary(folder: Path, held: bool = False) -> dict[str, Any]:
     if last.get("type") == "run_finished":
         tokens = last.get("prompt_tokens", 0) + last.get("completion_tokens", 0)
         return {**info, "status": last["status"], "iterations": last.get("iterations", 0), "tokens": tokens,
-                "cost_usd": last.get("cost_usd"), "duration_s": last.get("duration_s")}
+                "cost_usd": last.get("cost_usd"), "unpriced_calls": last.get("unpriced_calls", 0),
+                "duration_s": last.get("duration_s")}
     counters = _counters(folder)
+    unknown = counters.get("unpriced_calls") and not counters.get("cost_usd")
     return {**info, "status": "running" if not held and _locked(folder) else "crashed",
             "iterations": counters.get("iteration", 0),
             "tokens": counters.get("prompt_tokens", 0) + counters.get("completion_tokens", 0),
-            "cost_usd": counters.get("cost_usd"), "duration_s": counters.get("elapsed_before")}
+            "cost_usd": None if unknown else counters.get("cost_usd"),
+            "unpriced_calls": counters.get("unpriced_calls", 0), "duration_s": counters.get("elapsed_before")}
 
 
 def _ends(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -121,6 +121,12 @@ class Price(Strict):
                                       "provider's prompt cache. Default: `input`.")
 
 
+def is_claude(name: str) -> bool:
+    """An Anthropic model, directly or through another provider (Bedrock, Vertex, OpenRouter)."""
+    lowered = name.lower()
+    return "claude" in lowered or lowered.startswith("anthropic/")
+
+
 class Endpoint(Strict):
     name: str = Field(min_length=1, description="Any model string litellm accepts, or `scripted`.")
     temperature: float | None = Field(None, ge=0, le=2)
@@ -142,6 +148,9 @@ class Endpoint(Strict):
             raise ValueError("the scripted model needs `script: FILE` (a list of turns to replay)")
         if self.name != "scripted" and self.script:
             raise ValueError("`script` applies only to `name: scripted`; remove it")
+        if self.temperature is not None and self.temperature > 1 and is_claude(self.name):
+            raise ValueError(f"Anthropic's models take a temperature from 0 to 1, not {self.temperature:g}; "
+                             "the provider would refuse the first call")
         return self
 
 
