@@ -5,8 +5,11 @@ On a terminal the lines are coloured; otherwise they are plain. Everything shown
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -45,10 +48,19 @@ def _cached(e: dict[str, Any]) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+TAIL_LINES = 5  # of a failed tool's or check's output, under its line
+
+
+def _tail(text: str, lines: int = TAIL_LINES) -> str:
+    """The last lines of an output, indented under the line they belong to: where a failure says why
+    (pytest's summary, a traceback's last frame), not its first line."""
+    kept = [line[:160] for line in text.rstrip().splitlines() if line.strip()][-lines:]
+    return "".join(f"\n      | {line}" for line in kept)
+
+
 def _tool_call(e: dict[str, Any]) -> str:
     mark = "ok " if e.get("ok") else "ERR"
-    preview = (e.get("output_preview") or "").strip().splitlines()
-    failure = f"  {preview[0][:100]}" if preview and not e.get("ok") else ""
+    failure = "" if e.get("ok") else _tail(e.get("output_tail") or e.get("output_preview") or "")
     stored = f" (stored as {e['artifact']})" if e.get("artifact") else ""
     sub = f" [sub-run {e['sub_run']}: {e.get('sub_status')}]" if e.get("sub_run") else ""
     return f"    {mark} {e.get('name')} {_args(e.get('args'))} ({e.get('duration_s', 0):.2f}s){stored}{sub}{failure}"
@@ -57,9 +69,9 @@ def _tool_call(e: dict[str, Any]) -> str:
 def _verify(e: dict[str, Any]) -> str:
     results = e.get("results", [])
     marks = " ".join(f"{'PASS' if r['passed'] else 'FAIL'} {r['name']}" for r in results)
-    failing = [f"{r['name']}: {r.get('summary', '')}" for r in results if not r["passed"]]
+    detail = "".join(f"\n      {r['name']}: {r.get('summary', '')[:160]}" + _tail(r.get("output_tail") or "")
+                     for r in results if not r["passed"])
     passed = sum(r["passed"] for r in results)
-    detail = ("\n      " + "\n      ".join(f[:160] for f in failing)) if failing else ""
     return f"    checks {passed}/{len(results)}: {marks}{detail}"
 
 
@@ -75,7 +87,9 @@ FORMATS: dict[str, Callable[[dict[str, Any]], str]] = {
                               + (f" (sub-loop of {e['parent_run']})" if e.get("parent_run") else "")),
     "run_resumed": lambda e: f"== resumed {e['run_id']} after iteration {e['iteration']}",
     "model_call": _model_call,
-    "model_retry": lambda e: f"    provider error, retry {e['attempt']} in {e['wait_s']:.1f}s: {e['error'][:120]}",
+    "model_retry": lambda e: (f"    provider error from {e.get('model', 'the model')}, retry {e['attempt']} in "
+                              f"{e['wait_s']:.1f}s: {e['error'][:120]}"),
+    "model_fallback": lambda e: f"    switching to the fallback {e['model']}: {e.get('after', '')[:160]}",
     "tool_call": _tool_call,
     "verify": _verify,
     "compaction": lambda e: (f"    context compacted ({e['strategy']}): {e['before_tokens']} -> "
@@ -85,8 +99,8 @@ FORMATS: dict[str, Callable[[dict[str, Any]], str]] = {
     "run_finished": _finished,
     "warning": lambda e: f"    warning: {e['message']}",
 }
-COLORS = {"warning": "yellow", "run_started": "cyan", "run_resumed": "cyan", "model_retry": "yellow",
-          "spec_reloaded": "magenta", "spec_rejected": "red", "compaction": "blue"}
+COLORS = {"model_fallback": "yellow", "warning": "yellow", "run_started": "cyan", "run_resumed": "cyan",
+          "model_retry": "yellow", "spec_reloaded": "magenta", "spec_rejected": "red", "compaction": "blue"}
 
 
 # A tool's output may carry terminal escapes (colours, OSC titles, cursor moves, hyperlinks): what
@@ -143,25 +157,123 @@ def details(event: dict[str, Any], output_of: Callable[[dict[str, Any]], str]) -
     return printable(mask("\n".join(lines))) if lines else None
 
 
-class Display:
-    """Live progress: each event as a line, model calls with the run's running totals."""
+def use_color(stream: TextIO) -> bool:
+    """Colour on a terminal, unless NO_COLOR is set (https://no-color.org)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
 
-    def __init__(self, stream: TextIO | None = None, color: bool | None = None, indent: str = ""):
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class Activity:
+    """What the run is doing now (a model call, a tool, a check round) and for how long, shared by a
+    run's display and its sub-runs'. On a terminal one status line under the events, rewritten
+    every second; elsewhere (a CI log) a line when something has run HEARTBEAT_S, and again each
+    HEARTBEAT_S after, so a 15-minute check round is not 15 silent minutes."""
+
+    def __init__(self, stream: TextIO, live: bool, heartbeat: float, color: bool = False):
+        self.stream, self.live, self.heartbeat, self.color = stream, live, heartbeat, color
+        self.doing: list[tuple[str, float]] = []  # innermost last: a sub-run's work inside a parent's tool
+        self.lock = threading.RLock()
+        self.drawn = False
+        self.beats = 0  # heartbeats printed for the current activity
+        self.ticker: threading.Thread | None = None
+        self.wake = threading.Event()
+
+    def begin(self, what: str) -> None:
+        with self.lock:
+            self.doing.append((printable(mask(what))[:100], time.monotonic()))
+            self.beats = 0
+            self.draw()
+            if self.ticker is None:  # one ticker while anything runs; it ends when nothing does
+                self.ticker = threading.Thread(target=self._tick, name="loop-display", daemon=True)
+                self.ticker.start()
+
+    def end(self) -> None:
+        with self.lock:
+            if self.doing:
+                self.doing.pop()
+            self.beats = 0
+            self.draw()
+
+    def write(self, text: str) -> None:
+        """An event's lines, above the status line."""
+        with self.lock:
+            self.clear()
+            self.stream.write(text)
+            self.draw()
+            self.stream.flush()
+
+    def clear(self) -> None:
+        if self.drawn:
+            self.stream.write("\r\x1b[2K")
+            self.drawn = False
+
+    def draw(self) -> None:
+        if not self.live:
+            return
+        self.clear()
+        if self.doing:
+            what, since = self.doing[-1]
+            line = f"    ... {what} {_elapsed(time.monotonic() - since)}"
+            self.stream.write(click.style(line, dim=True) if self.color else line)
+            self.drawn = True
+        self.stream.flush()
+
+    def _tick(self) -> None:
+        while not self.wake.wait(1.0 if self.live else min(self.heartbeat, 1.0)):
+            with self.lock:
+                if not self.doing:
+                    self.ticker = None
+                    return
+                if self.live:
+                    self.draw()
+                else:
+                    what, since = self.doing[-1]
+                    running = time.monotonic() - since
+                    if running >= self.heartbeat * (self.beats + 1):
+                        self.beats += 1
+                        self.stream.write(f"    ... still {what} ({_elapsed(running)})\n")
+                        self.stream.flush()
+
+
+HEARTBEAT_S = 60.0
+
+
+class Display:
+    """Live progress: each event as a line, with the run's running totals, and what is running now."""
+
+    def __init__(self, stream: TextIO | None = None, color: bool | None = None, indent: str = "",
+                 heartbeat: float = HEARTBEAT_S, activity: Activity | None = None):
         self.stream = stream or sys.stderr
-        self.color = self.stream.isatty() if color is None else color
+        self.color = use_color(self.stream) if color is None else color
         self.indent = indent
+        self.activity = activity or Activity(self.stream, self.stream.isatty(), heartbeat, self.color)
         self.shown: dict[str, Any] | None = None  # the run's totals last shown
+        self.model = ""  # the run's own model: a call answered by another is a fallback's
 
     def event(self, event: dict[str, Any]) -> None:
         line = format_event(event, self.color)
+        if event.get("type") in ("run_started", "run_resumed") and event.get("model"):
+            self.model = event["model"]
         totals = event.get("run")  # the run's own counters: judges and earlier sessions of a resumed run count
+        if line is not None and event.get("type") == "model_call" and self.model and event.get("model") not in (
+                None, self.model):
+            line += f"  (answered by {event['model']})"
         if line is not None and totals and totals != self.shown:  # after a model call, or a judge's round
             first, _, rest = line.partition("\n")
             spent = f"  [run: {totals['tokens']} tokens, {money(totals['cost_usd'], totals['unpriced_calls'])}]"
             line, self.shown = first + spent + ("\n" + rest if rest else ""), totals
         if line is not None:
-            self.stream.write("".join(self.indent + part + "\n" for part in line.splitlines()))
-            self.stream.flush()
+            self.activity.write("".join(self.indent + part + "\n" for part in line.splitlines()))
+
+    def begin(self, what: str) -> None:
+        self.activity.begin(what)
+
+    def end(self) -> None:
+        self.activity.end()
 
     def nested(self) -> Display:
-        return Display(self.stream, self.color, self.indent + "  | ")
+        return Display(self.stream, self.color, self.indent + "  | ", activity=self.activity)

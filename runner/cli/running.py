@@ -16,7 +16,7 @@ from ..record.masking import mask
 from ..record.trace import read_events_from, runs_dir
 from .app import VAR_OPTION, cli, reports_errors, var_options
 from .authoring import spec_warnings
-from .display import Display, details, format_event, money
+from .display import Display, details, format_event, money, use_color
 
 RUNS_DIR_OPTION = click.option("--runs-dir", "runs_option", type=click.Path(file_okay=False),
                                help="Where runs are recorded (default: WORKDIR/.loop/runs, or $LOOP_RUNS_DIR).")
@@ -194,7 +194,7 @@ def show(run_id: str, as_json: bool, follow: bool, verbose: bool, runs_option: s
     from ..record.runs import find, summary
 
     folder = find(runs_dir(runs_option, Path.cwd()), run_id)
-    color = sys.stdout.isatty() and not as_json
+    color = use_color(sys.stdout) and not as_json
     events, offset = [], 0
     outputs = Outputs(folder) if verbose and not as_json else None
     while True:

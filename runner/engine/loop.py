@@ -10,9 +10,10 @@ tools in tools/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,17 @@ class Loop:
         self.context.settings = self.spec.context
         self.context.tools_tokens = self.context.counter.tools(self.toolbox.schemas())
 
+    @contextlib.contextmanager
+    def doing(self, what: str) -> Iterator[None]:
+        """Tell the display what runs now (a model call, a tool, a check round), until it ends."""
+        if self.display:
+            self.display.begin(what)
+        try:
+            yield
+        finally:
+            if self.display:
+                self.display.end()
+
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
         event = self.record.event(type_, self.counters.iteration, **fields)
         if self.display:
@@ -170,8 +182,9 @@ class Loop:
             compaction = self.context.fit(self.summarize)
             if compaction:
                 self.emit("compaction", **compaction)
-            turn = self.model.complete(self.context.prompt(), self.toolbox.schemas(), deadline=self.deadline(),
-                                       require_tool=self.drifted)
+            with self.doing(f"waiting for {self.model.name}"):
+                turn = self.model.complete(self.context.prompt(), self.toolbox.schemas(), deadline=self.deadline(),
+                                           require_tool=self.drifted)
         except ModelError:
             self.limits.check_time(self.counters)  # a call cut short by the run's timeout ends it as a timeout
             raise
@@ -183,8 +196,9 @@ class Loop:
         objective = self.renderer.field(("objective",), self.spec.objective, self.counters.iteration)
         prompt = self.renderer.prompt("summarize", self.counters.iteration, objective=objective,
                                       previous=previous, transcript=transcript)
-        turn = self.model.complete([{"role": "user", "content": prompt}], [], purpose="summarize",
-                                   deadline=self.deadline())
+        with self.doing("summarising older turns"):
+            turn = self.model.complete([{"role": "user", "content": prompt}], [], purpose="summarize",
+                                       deadline=self.deadline())
         self.account(turn, "summarize")
         return turn.text
 
@@ -200,6 +214,8 @@ class Loop:
                   completion_tokens=turn.completion_tokens, cached_tokens=turn.cached_tokens,
                   cache_write_tokens=turn.cache_write_tokens, cost_usd=turn.cost_usd,
                   latency_s=round(turn.latency_s, 4), tool_calls=[c.name for c in turn.tool_calls],
+                  call_ids=[c.id for c in turn.tool_calls], response_id=turn.response_id,
+                  finish_reason=turn.finish_reason,
                   text=turn.text[:TEXT_CHARS], context_tokens=self.context.tokens(), run=self.counters.totals())
         if warning := self.limits.unpriced(self.counters, turn.cost_usd, turn.model):
             self.emit("warning", message=warning)
@@ -225,7 +241,8 @@ class Loop:
     def call_tool(self, call: ToolCall) -> ToolResult:
         started = time.monotonic()
         try:
-            result = self.toolbox.call(call)
+            with self.doing(f"running {call.name} {_brief(call)}"):
+                result = self.toolbox.call(call)
         except KeyboardInterrupt:  # the call was cut short: the trace still says so
             self.emit("tool_call", name=call.name, args=_args(call), ok=False, interrupted=True,
                       duration_s=round(time.monotonic() - started, 4), output_preview="", artifact=None)
@@ -239,9 +256,10 @@ class Loop:
             usage = result.record["usage"]
             self.counters.add(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), usage["cost_usd"])
         artifact = self.context.add_tool_result(call.id, call.name, output)
+        tail = {"output_tail": output[-PREVIEW_CHARS:]} if not result.ok and len(output) > PREVIEW_CHARS else {}
         self.emit("tool_call", name=call.name, call_id=call.id, args=_args(call), ok=result.ok, artifact=artifact,
                   duration_s=round(time.monotonic() - started, 4), output_preview=output[:PREVIEW_CHARS],
-                  **result.record)
+                  **tail, **result.record)
         return result
 
     def verify(self, ending: str | None) -> list[CheckResult] | None:
@@ -251,7 +269,8 @@ class Loop:
         checks = self.verifier.due(final=ending is not None)
         if not checks:
             return None
-        results = self.verifier.run(checks, self.counters.iteration, self.limits.time_left(self.counters))
+        with self.doing(f"checking {', '.join(c.name for c in checks)}"):
+            results = self.verifier.run(checks, self.counters.iteration, self.limits.time_left(self.counters))
         for result in results:
             self.counters.add(result.prompt_tokens, result.completion_tokens, result.cost_usd)
         self.last_results = results
@@ -314,3 +333,9 @@ class Loop:
 
 def _args(call: ToolCall) -> Any:
     return call.args if call.args is not None else call.raw
+
+
+def _brief(call: ToolCall) -> str:
+    """A call's first argument, short: `running shell python -m pytest -q`."""
+    first = next(iter((call.args or {}).values()), "")
+    return str(first).replace("\n", " ")[:60]

@@ -53,23 +53,31 @@ def start(resolved: Resolved, workdir: Path, runs: Path, *, display: Observer | 
         try:
             if isolation:
                 isolation.save(record.folder)
-            retry = _retry_reporter(record, display)
-            model = open_model(resolved.spec.model, replay, record_to, retry)
-            model_for = None if replay else (lambda spec: open_model(spec, None, record_to, retry))
-            return Loop(resolved, isolation.workdir if isolation else workdir, record, model, model_for=model_for,
-                        display=display, watcher=watcher, isolation=isolation)
+            events = ModelEvents()
+            model = open_model(resolved.spec.model, replay, record_to, events)
+            model_for = None if replay else (lambda spec: open_model(spec, None, record_to, events))
+            return events.into(Loop(resolved, isolation.workdir if isolation else workdir, record, model,
+                                    model_for=model_for, display=display, watcher=watcher, isolation=isolation))
         except BaseException:
             if isolation:  # the run never started: its worktree goes with its record
                 discard(isolation)
             raise
 
 
-def _retry_reporter(record: Record, display: Observer | None) -> Any:
-    def report(fields: dict[str, Any]) -> None:
-        event = record.event("model_retry", -1, **fields)
-        if display:
-            display.event(event)
-    return report
+class ModelEvents:
+    """A model's own events (retries, switches to a fallback) into its run's trace and display, at
+    the iteration they happen in. The model is made before its loop; the loop is told here after."""
+
+    def __init__(self) -> None:
+        self.loop: Loop | None = None
+
+    def into(self, loop: Loop) -> Loop:
+        self.loop = loop
+        return loop
+
+    def __call__(self, type_: str, fields: dict[str, Any]) -> None:
+        if self.loop is not None:
+            self.loop.emit(type_, **fields)
 
 
 def resume(folder: Path, *, display: Observer | None = None, **stop: Any) -> tuple[Loop, tuple[str, dict[str, Any]]]:
@@ -83,14 +91,16 @@ def resume(folder: Path, *, display: Observer | None = None, **stop: Any) -> tup
     _check_raised(status, resolved, state)
     abandoned = record.cut_to(state)
     reaped = reap(record.run_id)  # commands a killed runner left going would race the resumed run
-    model = open_model(resolved.spec.model, None, None, _retry_reporter(record, display))
+    events = ModelEvents()
+    model = open_model(resolved.spec.model, None, None, events)
     if isinstance(model, ScriptedModel) and state.get("model_position") is not None:
         model.position = state["model_position"]
     workdir = Path(state["workdir"])
     protected = tuple(Path(p) for p in state.get("protected", []))  # the spec's files, from the first start
-    loop = Loop(resolved, workdir, record, model, display=display, state=state, isolation=Isolation.load(folder),
-                above=state.get("lineage", [])[:-1], model_for=lambda spec: open_model(spec, None, None),
-                policy=Policy("none", workdir, protected=protected))  # what carries over; the loop derives the rest
+    loop = events.into(Loop(resolved, workdir, record, model, display=display, state=state,
+                            isolation=Isolation.load(folder), above=state.get("lineage", [])[:-1],
+                            model_for=lambda spec: open_model(spec, None, None, events),
+                            policy=Policy("none", workdir, protected=protected)))  # the loop derives the rest
     opening = {"run_id": record.run_id, "after_status": status, "spec_sha256": resolved.sha256, "pid": os.getpid(),
                "abandoned_events": abandoned, "reaped_process_groups": reaped}
     return loop, ("run_resumed", opening)

@@ -34,6 +34,8 @@ class Turn:
     model: str = ""
     cached_tokens: int = 0  # of prompt_tokens: read from the provider's prompt cache
     cache_write_tokens: int = 0  # of prompt_tokens: written to it (Anthropic prices these apart)
+    response_id: str | None = None  # the provider's id of the reply
+    finish_reason: str | None = None  # the provider's word for why the reply ended: stop, tool_calls, length...
 
     def message(self) -> dict[str, Any]:
         """The assistant message as it goes back into the context (an empty reply goes back as none:

@@ -13,16 +13,16 @@ from .provider import LiteLLMModel
 from .scripted import Recorder, ScriptedModel
 
 
-def make_model(spec: ModelSpec, on_retry: Callable[[dict[str, Any]], None] | None = None) -> Model:
+def make_model(spec: ModelSpec, on_event: Callable[[str, dict[str, Any]], None] | None = None) -> Model:
     """The model a spec names: the offline scripted model, or any provider through litellm."""
     if spec.name == "scripted":
         assert spec.script is not None
         return ScriptedModel(Path(spec.script))
     if spec.name == "agent":  # the spec's worker is an agent CLI (`agent:`), run by the `agent` tool
         return AgentTurns()
-    return LiteLLMModel(spec, on_retry)
+    return LiteLLMModel(spec, on_event)
 
 
-def open_model(spec: ModelSpec, replay: Path | None, record_to: Path | None, on_retry: Any = None) -> Model:
-    model: Model = ScriptedModel(replay) if replay else make_model(spec, on_retry)
+def open_model(spec: ModelSpec, replay: Path | None, record_to: Path | None, on_event: Any = None) -> Model:
+    model: Model = ScriptedModel(replay) if replay else make_model(spec, on_event)
     return Recorder(model, record_to) if record_to else model

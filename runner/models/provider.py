@@ -74,11 +74,13 @@ COOLDOWN_S = 60.0  # a model that failed every attempt is skipped this long, so 
 
 
 class LiteLLMModel:
-    def __init__(self, spec: ModelSpec, on_retry: Callable[[dict[str, Any]], None] | None = None,
+    def __init__(self, spec: ModelSpec, on_event: Callable[[str, dict[str, Any]], None] | None = None,
                  sleep: Callable[[float], None] = time.sleep):
+        """`on_event(type, fields)` hears of each retry (`model_retry`) and each switch to a fallback
+        (`model_fallback`), for the trace and the screen."""
         self.spec = spec
         self.name = spec.name
-        self.on_retry = on_retry or (lambda event: None)
+        self.on_event = on_event or (lambda type_, fields: None)
         self.sleep = sleep
         self.cooling: dict[str, float] = {}  # model name -> when it may be tried again
         self.refuses_tool_choice: set[str] = set()  # models whose provider answered tool_choice with a 400
@@ -92,10 +94,14 @@ class LiteLLMModel:
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                  purpose: str = "act", deadline: float | None = None, require_tool: bool = False) -> Turn:
-        failures, causes = [], []
+        failures: list[str] = []
+        causes: list[BaseException | None] = []
         endpoints = self.endpoints()
         ready = [e for e in endpoints if self.cooling.get(e.name, 0.0) <= time.monotonic()] or endpoints
         for endpoint in ready:
+            if endpoint is not endpoints[0]:
+                why = failures[-1] if failures else f"{endpoints[0].name} failed a moment ago and cools down"
+                self.on_event("model_fallback", {"model": endpoint.name, "after": why[:300]})
             try:
                 insist = bool(tools) and self._insists(endpoint, require_tool)
                 return self._with_retries(endpoint, messages, tools, deadline, insist)
@@ -133,7 +139,8 @@ class LiteLLMModel:
                 wait = _retry_after(exc) or self.spec.retry_backoff * 2 ** (attempt - 1)
                 if deadline is not None:
                     wait = max(min(wait, deadline - time.monotonic()), 0.0)
-                self.on_retry({"model": endpoint.name, "attempt": attempt, "error": error, "wait_s": wait})
+                retry = {"model": endpoint.name, "attempt": attempt, "error": error, "wait_s": wait}
+                self.on_event("model_retry", retry)
                 self.sleep(wait)
         raise AssertionError("unreachable")
 
@@ -185,7 +192,8 @@ class LiteLLMModel:
         return None
 
     def _turn(self, endpoint: Endpoint, response: Any, latency: float) -> Turn:
-        message = response.choices[0].message
+        choice = response.choices[0]
+        message = choice.message
         calls = [ToolCall(c.id or f"call_{i}", c.function.name, parse_arguments(c.function.arguments),
                           c.function.arguments or "")
                  for i, c in enumerate(message.tool_calls or [])]
@@ -193,7 +201,8 @@ class LiteLLMModel:
         turn = Turn(message.content or "", calls, _count(usage, "prompt_tokens"), _count(usage, "completion_tokens"),
                     latency_s=latency, model=endpoint.name,
                     cached_tokens=_count(getattr(usage, "prompt_tokens_details", None), "cached_tokens"),
-                    cache_write_tokens=_count(usage, "cache_creation_input_tokens"))
+                    cache_write_tokens=_count(usage, "cache_creation_input_tokens"),
+                    response_id=getattr(response, "id", None), finish_reason=getattr(choice, "finish_reason", None))
         turn.cost_usd = self._cost(endpoint, response, turn)
         return turn
 

@@ -55,7 +55,8 @@ class ScriptedModel:
         calls = [ToolCall(f"call_{self.position}_{i}", name, dict(args or {}))
                  for i, item in enumerate(turn.tools) for name, args in item.items()]
         text = turn.say or turn.summary or ""
-        return Turn(text, calls, prompt, estimate(text) + 1, 0.0, 0.0, self.name)
+        return Turn(text, calls, prompt, estimate(text) + 1, 0.0, 0.0, self.name,
+                    response_id=f"scripted-{self.position}", finish_reason="tool_calls" if calls else "stop")
 
     def _prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
         """The whole prompt's estimate, as a provider bills it. Between compactions a prompt is the
