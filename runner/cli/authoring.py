@@ -22,12 +22,18 @@ from .app import EXIT_USAGE, VAR_OPTION, cli, reports_errors, var_options
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @VAR_OPTION
 @click.option("--watch", is_flag=True, help="Validate again on every save, until Ctrl-C.")
+@click.option("--json", "as_json", is_flag=True, help="Print every file's verdict and problems as one JSON "
+              "document (for editors, CI annotations and problem matchers).")
 @reports_errors
-def validate(files: tuple[str, ...], vars_: tuple[str, ...], watch: bool) -> int:
+def validate(files: tuple[str, ...], vars_: tuple[str, ...], watch: bool, as_json: bool) -> int:
     """Check spec files; print `ok NAME` or FILE:LINE:COL: field: message per problem."""
     overrides = var_options(vars_)
     if watch:
         return watch_command([Path(f) for f in files], lambda: _validate_all(files, overrides))
+    if as_json:
+        verdicts = [_verdict(file, overrides) for file in files]
+        click.echo(json.dumps({"ok": all(v["ok"] for v in verdicts), "files": verdicts}, indent=2))
+        return 0 if all(v["ok"] for v in verdicts) else EXIT_USAGE
     return _validate_all(files, overrides)
 
 
@@ -45,6 +51,19 @@ def _validate_all(files: tuple[str, ...], overrides: dict[str, Any]) -> int:
             click.echo(str(warning), err=True)
         click.echo(f"ok {resolved.spec.name}")
     return code
+
+
+def _verdict(file: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """One file's verdict as data: its spec's name when valid, and every problem, located."""
+    try:
+        resolved = resolve(file, overrides)
+        name, problems = resolved.spec.name, spec_warnings(resolved)
+    except SpecError as exc:
+        name, problems = None, exc.problems
+    return {"file": file, "ok": name is not None, "name": name,
+            "problems": [{"file": display_path(p.file), "line": p.line, "col": p.col, "field": p.path,
+                          "message": p.message, "severity": "warning" if p.warning else "error", "text": str(p)}
+                         for p in problems]}
 
 
 def spec_warnings(resolved: Resolved, workdir: Path | None = None) -> list[Problem]:

@@ -14,7 +14,7 @@ from ..errors import UsageError
 from ..record.trace import runs_dir
 from .app import cli, reports_errors
 from .display import money
-from .running import RUNS_DIR_OPTION
+from .running import JUNIT_OPTION, RUNS_DIR_OPTION
 
 EXIT_STOPPED = {"interrupted": 130}  # a batch stopped by its own limits exits 1, like a run
 
@@ -27,9 +27,10 @@ EXIT_STOPPED = {"interrupted": 130}  # a batch stopped by its own limits exits 1
               help="Run on a Ray cluster at ADDRESS (alone: a local one); needs `pip install 'loop-runner[ray]'`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON at the end.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress.")
+@JUNIT_OPTION
 @RUNS_DIR_OPTION
 @reports_errors
-def batch(file: str, resume: bool, ray_address: str | None, as_json: bool, quiet: bool,
+def batch(file: str, resume: bool, ray_address: str | None, as_json: bool, quiet: bool, junit: str | None,
           runs_option: str | None) -> int:
     """Run a spec over a matrix of vars, models and workdirs, each cell N times, and report the
     pass rate per cell (verified k of N, with a 95% confidence interval)."""
@@ -55,6 +56,8 @@ def batch(file: str, resume: bool, ray_address: str | None, as_json: bool, quiet
     else:
         halted = runner.run(show=_Progress(quiet).show)
     rows = cell_rows(record.info()["cells"], record.runs())
+    if junit:
+        _write_junit(Path(junit), rows, runs)
     if as_json:
         click.echo(json.dumps({"batch": record.folder.name, "stopped": halted.message if halted else None,
                                "cells": rows}, indent=2))
@@ -64,6 +67,15 @@ def batch(file: str, resume: bool, ray_address: str | None, as_json: bool, quiet
         click.echo(f"stopped: {halted.message}", err=True)
         return EXIT_STOPPED.get(halted.status.value, 1)
     return 0
+
+
+def _write_junit(target: Path, rows: list[dict[str, Any]], runs: Path) -> None:
+    """One test suite per run, named by its cell and its place among the cell's repeats."""
+    from ..record.junit import write_junit
+
+    named = [(f"{row['label']} #{i + 1}", runs / run_id) for row in rows
+             for i, run_id in enumerate(row["run_ids"]) if run_id and (runs / run_id).is_dir()]
+    write_junit(target, named)
 
 
 def _record(spec: Any, root: Path, resume: bool, kind: Any) -> Any:

@@ -18,6 +18,8 @@ from .app import VAR_OPTION, cli, reports_errors, var_options
 from .authoring import spec_warnings
 from .display import Display, details, format_event, money, use_color
 
+JUNIT_OPTION = click.option("--junit", type=click.Path(dir_okay=False), metavar="FILE",
+                             help="Write a JUnit XML report for CI: the run's status and each check as test cases.")
 RUNS_DIR_OPTION = click.option("--runs-dir", "runs_option", type=click.Path(file_okay=False),
                                help="Where runs are recorded (default: WORKDIR/.loop/runs, or $LOOP_RUNS_DIR).")
 
@@ -37,11 +39,15 @@ def _warn_if_left_out(loop: Any) -> None:
                    f"checkout are not in it ({', '.join(left[:5])}{', ...' if len(left) > 5 else ''})", err=True)
 
 
-def _finish(run: Any, as_json: bool) -> int:
+def _finish(run: Any, as_json: bool, junit: str | None) -> int:
     """Run it to its end; print the outcome and where the record (and the worktree) are."""
     outcome = run.wait()
     if as_json:
         click.echo(json.dumps(outcome.record()))
+    if junit:
+        from ..record.junit import write_junit
+
+        write_junit(Path(junit), [(run.loop.spec.name, Path(outcome.run_dir))])
     if outcome.status == "error":
         click.echo(mask(f"error: {outcome.message}"), err=True)
     click.echo(f"run record: {outcome.run_dir}", err=True)
@@ -65,11 +71,12 @@ def _finish(run: Any, as_json: bool) -> int:
 @click.option("--quiet", "-q", is_flag=True, help="No live progress.")
 @click.option("--worktree", is_flag=True, help="Work in a new git worktree of the workdir's repository, on the "
               "branch loop/RUN (a copy outside a repository); `loop apply RUN` brings the changes back.")
+@JUNIT_OPTION
 @RUNS_DIR_OPTION
 @reports_errors
 def run(file: str, vars_: tuple[str, ...], model: str | None, max_iterations: int | None, workdir: str | None,
         watch: bool, record_to: str | None, replay: str | None, as_json: bool, quiet: bool, worktree: bool,
-        runs_option: str | None) -> int:
+        junit: str | None, runs_option: str | None) -> int:
     """Run a spec until its checks pass or a stop condition ends it."""
     from ..engine.api import Run, prepare
 
@@ -90,7 +97,7 @@ def run(file: str, vars_: tuple[str, ...], model: str | None, max_iterations: in
                      watcher=watcher)
         _warn_if_unconfined(handle.loop)
         _warn_if_left_out(handle.loop)
-        return _finish(handle, as_json)
+        return _finish(handle, as_json, junit)
     finally:
         if watcher:
             watcher.stop()
@@ -112,9 +119,10 @@ def _limit_options(command: Any) -> Any:
 @_limit_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary at the end.")
 @click.option("--quiet", "-q", is_flag=True, help="No live progress.")
+@JUNIT_OPTION
 @RUNS_DIR_OPTION
 @reports_errors
-def resume(run_id: str, as_json: bool, quiet: bool, runs_option: str | None, **limits: Any) -> int:
+def resume(run_id: str, as_json: bool, quiet: bool, junit: str | None, runs_option: str | None, **limits: Any) -> int:
     """Continue an interrupted run, or one stopped by a limit (with that limit raised)."""
     from ..engine.api import Run
     from ..record.runs import find
@@ -125,7 +133,7 @@ def resume(run_id: str, as_json: bool, quiet: bool, runs_option: str | None, **l
         limits["timeout"] = parse_duration(limits["timeout"])
     handle = Run.resume(folder, display=None if quiet else Display(), **limits)
     _warn_if_unconfined(handle.loop)
-    return _finish(handle, as_json)
+    return _finish(handle, as_json, junit)
 
 
 @cli.command()
