@@ -78,7 +78,8 @@ VAR_OPTION = click.option("--var", "vars_", multiple=True, metavar="KEY=VALUE",
 # listed by --help), so `loop runs` does not pay for the spec format and the loop it never uses.
 COMMANDS = {**dict.fromkeys(("validate", "render", "schema", "templates", "init"), "runner.cli.authoring"),
             **dict.fromkeys(("run", "resume", "runs", "show", "report"), "runner.cli.running"),
-            **dict.fromkeys(("apply", "discard"), "runner.cli.worktrees"), "batch": "runner.cli.batching"}
+            **dict.fromkeys(("apply", "discard"), "runner.cli.worktrees"), "batch": "runner.cli.batching",
+            "export": "runner.cli.exporting"}
 
 
 class LazyGroup(click.Group):

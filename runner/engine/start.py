@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import UsageError
 from ..models.make import open_model
 from ..models.scripted import ScriptedModel
+from ..record.otel import tracing
 from ..record.runs import summary
 from ..record.trace import Observer, Record
 from ..record.worktree import Isolation, discard, isolate, worktrees_dir
@@ -48,6 +49,7 @@ def start(resolved: Resolved, workdir: Path, runs: Path, *, display: Observer | 
           worktree: bool = False) -> Loop:
     """A new run of `resolved` in `workdir`, recorded under `runs`; with `worktree`, in a git worktree
     of the workdir's repository (or a copy) under RUNS/../worktrees, made for it alone."""
+    display = tracing(display)
     with Record.new(runs, resolved.spec.name) as record:
         isolation = isolate(workdir, worktrees_dir(runs) / record.run_id, record.run_id) if worktree else None
         try:
@@ -82,6 +84,7 @@ class ModelEvents:
 
 def resume(folder: Path, *, display: Observer | None = None, **stop: Any) -> tuple[Loop, tuple[str, dict[str, Any]]]:
     """A loop that continues the run in `folder`, and the `run_resumed` event that opens it."""
+    display = tracing(display)
     record = Record(folder).lock()  # refused if another process writes the run
     status = summary(folder, held=True)["status"]
     state = record.load_state()
@@ -101,7 +104,8 @@ def resume(folder: Path, *, display: Observer | None = None, **stop: Any) -> tup
                             isolation=Isolation.load(folder), above=state.get("lineage", [])[:-1],
                             model_for=lambda spec: open_model(spec, None, None, events),
                             policy=Policy("none", workdir, protected=protected)))  # the loop derives the rest
-    opening = {"run_id": record.run_id, "after_status": status, "spec_sha256": resolved.sha256, "pid": os.getpid(),
+    opening = {"run_id": record.run_id, "spec_name": resolved.spec.name, "model": model.name, "after_status": status,
+               "spec_sha256": resolved.sha256, "pid": os.getpid(),
                "abandoned_events": abandoned, "reaped_process_groups": reaped}
     return loop, ("run_resumed", opening)
 

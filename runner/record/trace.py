@@ -51,6 +51,28 @@ class Observer(Protocol):
         ...
 
 
+class Fanout:
+    """Several observers as one: the live display and the live trace, say."""
+
+    def __init__(self, observers: list[Observer]):
+        self.observers = observers
+
+    def event(self, event: dict[str, Any]) -> None:
+        for observer in self.observers:
+            observer.event(event)
+
+    def begin(self, what: str) -> None:
+        for observer in self.observers:
+            observer.begin(what)
+
+    def end(self) -> None:
+        for observer in self.observers:
+            observer.end()
+
+    def nested(self) -> Fanout:
+        return Fanout([observer.nested() for observer in self.observers])
+
+
 def runs_dir(option: str | Path | None, workdir: Path) -> Path:
     chosen = option or os.environ.get("LOOP_RUNS_DIR")
     return Path(chosen).expanduser().absolute() if chosen else workdir / ".loop" / "runs"
