@@ -10,10 +10,9 @@ tools in tools/.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,8 @@ from ..models.tokens import Counter
 from ..record.artifacts import Artifacts
 from ..record.masking import mask
 from ..record.snapshot import Snapshot
-from ..record.trace import Observer, Record
-from ..record.worktree import Isolation, commit
+from ..record.trace import Observer, Record, activity
+from ..record.worktree import Isolation, commit_run
 from ..spec.format import ModelSpec
 from ..spec.resolve import Resolved
 from ..tools.mcp import McpServers
@@ -104,17 +103,6 @@ class Loop:
         self.context.settings = self.spec.context
         self.context.tools_tokens = self.context.counter.tools(self.toolbox.schemas())
 
-    @contextlib.contextmanager
-    def doing(self, what: str) -> Iterator[None]:
-        """Tell the display what runs now (a model call, a tool, a check round), until it ends."""
-        if self.display:
-            self.display.begin(what)
-        try:
-            yield
-        finally:
-            if self.display:
-                self.display.end()
-
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
         event = self.record.event(type_, self.counters.iteration, **fields)
         if self.display:
@@ -182,7 +170,7 @@ class Loop:
             compaction = self.context.fit(self.summarize)
             if compaction:
                 self.emit("compaction", **compaction)
-            with self.doing(f"waiting for {self.model.name}"):
+            with activity(self.display, f"waiting for {self.model.name}"):
                 turn = self.model.complete(self.context.prompt(), self.toolbox.schemas(), deadline=self.deadline(),
                                            require_tool=self.drifted)
         except ModelError:
@@ -196,7 +184,7 @@ class Loop:
         objective = self.renderer.field(("objective",), self.spec.objective, self.counters.iteration)
         prompt = self.renderer.prompt("summarize", self.counters.iteration, objective=objective,
                                       previous=previous, transcript=transcript)
-        with self.doing("summarising older turns"):
+        with activity(self.display, "summarising older turns"):
             turn = self.model.complete([{"role": "user", "content": prompt}], [], purpose="summarize",
                                        deadline=self.deadline())
         self.account(turn, "summarize")
@@ -241,10 +229,10 @@ class Loop:
     def call_tool(self, call: ToolCall) -> ToolResult:
         started = time.monotonic()
         try:
-            with self.doing(f"running {call.name} {_brief(call)}"):
+            with activity(self.display, f"running {call.brief()}"):
                 result = self.toolbox.call(call)
         except KeyboardInterrupt:  # the call was cut short: the trace still says so
-            self.emit("tool_call", name=call.name, args=_args(call), ok=False, interrupted=True,
+            self.emit("tool_call", name=call.name, args=call.shown_args, ok=False, interrupted=True,
                       duration_s=round(time.monotonic() - started, 4), output_preview="", artifact=None)
             raise
         return self.record_call(call, result, started)
@@ -257,7 +245,7 @@ class Loop:
             self.counters.add(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), usage["cost_usd"])
         artifact = self.context.add_tool_result(call.id, call.name, output)
         tail = {"output_tail": output[-PREVIEW_CHARS:]} if not result.ok and len(output) > PREVIEW_CHARS else {}
-        self.emit("tool_call", name=call.name, call_id=call.id, args=_args(call), ok=result.ok, artifact=artifact,
+        self.emit("tool_call", name=call.name, call_id=call.id, args=call.shown_args, ok=result.ok, artifact=artifact,
                   duration_s=round(time.monotonic() - started, 4), output_preview=output[:PREVIEW_CHARS],
                   **tail, **result.record)
         return result
@@ -269,7 +257,7 @@ class Loop:
         checks = self.verifier.due(final=ending is not None)
         if not checks:
             return None
-        with self.doing(f"checking {', '.join(c.name for c in checks)}"):
+        with activity(self.display, f"checking {', '.join(c.name for c in checks)}"):
             results = self.verifier.run(checks, self.counters.iteration, self.limits.time_left(self.counters))
         for result in results:
             self.counters.add(result.prompt_tokens, result.completion_tokens, result.cost_usd)
@@ -308,7 +296,7 @@ class Loop:
     def close(self, outcome: Stop) -> None:
         try:
             (self.record.folder / "changes.diff").write_text(mask(self.snapshot.diff()), encoding="utf-8")
-            committed = self.commit_worktree(outcome)
+            committed = commit_run(self.isolation, self.record.run_id, outcome.status.value)
             self.emit("run_finished", status=outcome.status.value, message=outcome.message, **committed,
                       iterations=self.counters.iteration, prompt_tokens=self.counters.prompt_tokens,
                       completion_tokens=self.counters.completion_tokens,
@@ -319,23 +307,3 @@ class Loop:
             outcome.message += f" (the end of the run record could not be written: {error})"
         finally:
             self.record.close()
-
-
-    def commit_worktree(self, outcome: Stop) -> dict[str, Any]:
-        """The run's changes as a commit on its worktree's branch (`loop apply` merges it)."""
-        if self.isolation is None or self.isolation.kind != "git":
-            return {}
-        try:
-            return {"commit": commit(self.isolation, f"loop: run {self.record.run_id} ({outcome.status.value})")}
-        except LoopError as error:  # the changes stay in the worktree; `loop apply` commits them then
-            return {"commit": None, "commit_error": str(error)}
-
-
-def _args(call: ToolCall) -> Any:
-    return call.args if call.args is not None else call.raw
-
-
-def _brief(call: ToolCall) -> str:
-    """A call's first argument, short: `running shell python -m pytest -q`."""
-    first = next(iter((call.args or {}).values()), "")
-    return str(first).replace("\n", " ")[:60]

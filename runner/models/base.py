@@ -18,6 +18,16 @@ class ToolCall:
     args: dict[str, Any] | None  # None when the model's arguments were not a JSON object
     raw: str = ""
 
+    @property
+    def shown_args(self) -> Any:
+        """The arguments as the trace records them: the object, or the raw text that was none."""
+        return self.args if self.args is not None else self.raw
+
+    def brief(self) -> str:
+        """Its first argument, short, for the screen: `shell python -m pytest -q`."""
+        first = next(iter((self.args or {}).values()), "")
+        return f"{self.name} {str(first).replace(chr(10), ' ')[:60]}"
+
     def wire(self) -> dict[str, Any]:
         arguments = self.raw if self.args is None else json.dumps(self.args)
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": arguments}}

@@ -51,6 +51,19 @@ class Observer(Protocol):
         ...
 
 
+@contextlib.contextmanager
+def activity(observer: Observer | None, what: str) -> Iterator[None]:
+    """Tell `observer` what runs now (a model call, a tool, a check round), until it ends."""
+    if observer is None:
+        yield
+        return
+    observer.begin(what)
+    try:
+        yield
+    finally:
+        observer.end()
+
+
 class Fanout:
     """Several observers as one: the live display and the live trace, say."""
 

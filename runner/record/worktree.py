@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import RunError, UsageError
+from ..errors import LoopError, RunError, UsageError
 from .snapshot import RUNS_MARKER, listing, signature
 
 FILE = "worktree.json"  # in the run's folder: where it worked
@@ -153,6 +153,17 @@ def commit(isolation: Isolation, message: str) -> str | None:
         return None
     git(isolation.root, *tree, "commit", "-q", "--no-verify", "-m", message)
     return git(isolation.root, *tree, "rev-parse", "HEAD").stdout.strip()
+
+
+def commit_run(isolation: Isolation | None, run_id: str, status: str) -> dict[str, Any]:
+    """A run's changes as a commit on its worktree's branch (`loop apply` merges it), as run_finished
+    records it: `commit`, and `commit_error` when it failed (the changes stay; `loop apply` commits them)."""
+    if isolation is None or isolation.kind != "git":
+        return {}
+    try:
+        return {"commit": commit(isolation, f"loop: run {run_id} ({status})")}
+    except LoopError as error:
+        return {"commit": None, "commit_error": str(error)}
 
 
 def apply(isolation: Isolation, hashes: dict[str, str], run_id: str) -> list[str]:
