@@ -79,7 +79,7 @@ VAR_OPTION = click.option("--var", "vars_", multiple=True, metavar="KEY=VALUE",
 COMMANDS = {**dict.fromkeys(("validate", "render", "schema", "templates", "init"), "runner.cli.authoring"),
             **dict.fromkeys(("run", "resume", "runs", "show", "report"), "runner.cli.running"),
             **dict.fromkeys(("apply", "discard"), "runner.cli.worktrees"), "batch": "runner.cli.batching",
-            "export": "runner.cli.exporting"}
+            "export": "runner.cli.exporting", "watch": "runner.cli.watching"}
 
 
 class LazyGroup(click.Group):

@@ -126,7 +126,7 @@ def resume(run_id: str, as_json: bool, quiet: bool, junit: str | None, runs_opti
     """Continue an interrupted run, or one stopped by a limit (with that limit raised)."""
     from ..engine.api import Run
     from ..record.runs import find
-    from ..spec.format import parse_duration
+    from ..spec.fields import parse_duration
 
     folder = find(runs_dir(runs_option, Path.cwd()), run_id)
     if limits.get("timeout") is not None:
@@ -171,7 +171,21 @@ def runs(spec_name: str | None, status: str | None, limit: int, as_json: bool, r
         click.echo(f"{r['id']:<40} {r['spec'][:20]:<20} {r['status']:<15} {r['iterations']:>5} "
                    f"{(r['duration_s'] or 0):>7.1f}s {r['tokens']:>9} {cost:>9}  {r['started'][:19]:<19}  {workdir}")
     _worktrees_note(folder, found)
+    _watchers_note(folder)
     return 0
+
+
+def _watchers_note(folder: Path) -> None:
+    """The watchers (`loop watch`) of specs in this workdir: who runs, the last tick, the day's spending."""
+    from ..record.watches import WatchRecord
+
+    for record in WatchRecord.all(folder.parent / "watch"):
+        state, pid = record.state(), record.watcher()
+        last = state.get("last_tick") or {}
+        spent = state.get("spent", {}).get(str(last.get("ts", ""))[:10], 0.0)
+        click.echo(f"watcher of {Path(state.get('spec', '?')).name}: {f'running (pid {pid})' if pid else 'stopped'}, "
+                   f"last tick {str(last.get('ts', '-'))[:19]} {last.get('kind', '')}, {money(spent)} spent that day "
+                   f"(`loop watch {state.get('spec', 'SPEC')} --status`)")
 
 
 def _worktrees_note(folder: Path, found: list[dict[str, Any]]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -10,7 +9,7 @@ import click
 from ..errors import UsageError
 from ..record.runs import find, summary
 from ..record.trace import runs_dir
-from ..record.worktree import Isolation, apply, discard
+from ..record.worktree import Isolation, apply_run, discard
 from .app import cli, reports_errors
 from .running import RUNS_DIR_OPTION
 
@@ -36,22 +35,16 @@ def apply_command(run_id: str, force: bool, keep: bool, runs_option: str | None)
     """Bring a verified run's changes into your checkout: merge its branch (or copy its changed
     files back, outside a repository). Refused, naming the files, when that cannot go cleanly."""
     folder = find(runs_dir(runs_option, Path.cwd()), run_id)
-    isolation = _isolated(folder, "apply")
+    _isolated(folder, "apply")
     status = summary(folder)["status"]
     if status != "verified" and not force:
         raise UsageError(f"run {folder.name} ended {status}, not verified; its checks did not pass. "
                          "Look at it with `loop show`, and pass --force to apply it anyway")
-    manifest = folder / "snapshot" / "manifest.json"
-    hashes = json.loads(manifest.read_text(encoding="utf-8")) if manifest.exists() else {}
-    changed = apply(isolation, hashes, folder.name)
-    (folder / "applied.json").write_text(json.dumps({"files": changed, "into": str(isolation.source)}),
-                                         encoding="utf-8")
+    isolation, changed = apply_run(folder, keep)
     what = f"merged {isolation.branch} into {isolation.repository}" if isolation.kind == "git" else \
         f"copied back into {isolation.source}"
     click.echo(f"applied run {folder.name}: {len(changed)} file(s) {what}"
                + (f" ({', '.join(changed[:8])}{', ...' if len(changed) > 8 else ''})" if changed else ""))
-    if not keep:
-        discard(isolation, keep_branch=True)  # the branch stays, merged: the record of what was applied
     return 0
 
 

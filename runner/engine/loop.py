@@ -52,7 +52,9 @@ class Loop:
     def __init__(self, resolved: Resolved, workdir: Path, record: Record, model: Model, *,
                  model_for: Callable[[ModelSpec], Model] | None = None, display: Observer | None = None,
                  watcher: Any = None, state: dict[str, Any] | None = None, above: list[str] | None = None,
-                 policy: Policy | None = None, owner: Processes | None = None, isolation: Isolation | None = None):
+                 policy: Policy | None = None, owner: Processes | None = None, isolation: Isolation | None = None,
+                 report: str | None = None):
+        """`report`: a failing check round's report that opens the run (a watcher's tick found it)."""
         self.workdir, self.record, self.model, self.model_for = workdir, record, model, model_for
         self.isolation = isolation  # the worktree (or copy) it works in, if it has one of its own
         self.display, self.watcher = display, watcher
@@ -76,6 +78,8 @@ class Loop:
         else:
             opening = initial_messages(resolved.renderer(workdir), self.snapshot.files())
             self.context = Context(settings, counter, self.artifacts, opening)
+            if report:
+                self.context.add_user(report, "report")
         self.configure(resolved, policy)
 
     def configure(self, resolved: Resolved, policy: Policy | None = None) -> None:

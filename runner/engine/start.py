@@ -46,7 +46,7 @@ def with_overrides(resolved: Resolved, model: str | None = None, **stop: Any) ->
 
 def start(resolved: Resolved, workdir: Path, runs: Path, *, display: Observer | None = None,
           replay: Path | None = None, record_to: Path | None = None, watcher: Any = None,
-          worktree: bool = False) -> Loop:
+          worktree: bool = False, report: str | None = None) -> Loop:
     """A new run of `resolved` in `workdir`, recorded under `runs`; with `worktree`, in a git worktree
     of the workdir's repository (or a copy) under RUNS/../worktrees, made for it alone."""
     display = tracing(display)
@@ -59,7 +59,8 @@ def start(resolved: Resolved, workdir: Path, runs: Path, *, display: Observer | 
             model = open_model(resolved.spec.model, replay, record_to, events)
             model_for = None if replay else (lambda spec: open_model(spec, None, record_to, events))
             return events.into(Loop(resolved, isolation.workdir if isolation else workdir, record, model,
-                                    model_for=model_for, display=display, watcher=watcher, isolation=isolation))
+                                    model_for=model_for, display=display, watcher=watcher, isolation=isolation,
+                                    report=report))
         except BaseException:
             if isolation:  # the run never started: its worktree goes with its record
                 discard(isolation)

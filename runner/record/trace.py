@@ -21,7 +21,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Protocol, TextIO
@@ -111,24 +111,15 @@ class Record:
         self.trace_path = folder / "trace.jsonl"
         self.units_path = folder / "units.jsonl"
         self._trace: TextIO | None = None
-        self._lock: TextIO | None = None
+        self._lock: IO[str] | None = None
         self.seq = 0  # saves of the state so far: the newest state is the one with the highest
 
     def lock(self) -> Record:
         """Become the run's only writer: an exclusive lock on RUN/lock until close() or the process's end.
         Two `loop resume`s of one run would otherwise both run its iterations and their side effects."""
-        handle = open(self.folder / "lock", "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
-        if not _flocked(handle):
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            handle.close()
-            raise UsageError(f"run {self.run_id} is being written by process {holder} (a run or resume of it); "
-                             "let it end, or stop it, then resume") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self._lock = handle
+        self._lock = hold(self.folder / "lock", LOCK_WAIT_S, lambda holder: UsageError(
+            f"run {self.run_id} is being written by process {holder} (a run or resume of it); let it end, or stop "
+            "it, then resume"))
         return self
 
     @property
@@ -265,10 +256,26 @@ def _journal_lines(path: Path) -> list[dict[str, Any]]:
         return []
 
 
-def _flocked(handle: IO[str]) -> bool:
-    """Take the exclusive lock, waiting a moment: a writer killed a moment ago may still have a child
-    between fork and exec holding the lock's file (on a busy machine, for tens of milliseconds)."""
-    deadline = time.monotonic() + LOCK_WAIT_S
+def hold(path: Path, wait: float, refusal: Callable[[str], Exception]) -> IO[str]:
+    """An exclusive lock on `path`, naming this process in it, held until the handle is closed (or
+    the process ends); `refusal(holder's pid)` is raised when another process holds it."""
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - the caller holds it
+    if not _flocked(handle, wait):
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise refusal(holder) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _flocked(handle: IO[str], wait: float) -> bool:
+    """Take the exclusive lock, waiting up to `wait`: a writer killed a moment ago may still have a
+    child between fork and exec holding the lock's file (on a busy machine, for tens of milliseconds)."""
+    deadline = time.monotonic() + wait
     while True:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

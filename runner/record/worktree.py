@@ -166,6 +166,23 @@ def commit_run(isolation: Isolation | None, run_id: str, status: str) -> dict[st
         return {"commit": None, "commit_error": str(error)}
 
 
+def apply_run(folder: Path, keep: bool = False) -> tuple[Isolation, list[str]]:
+    """Bring the changes of the run recorded in `folder` into the checkout it was made from (what
+    `loop apply` does); the worktree goes unless `keep` (the merged branch stays as the record)."""
+    isolation = Isolation.load(folder)
+    if isolation is None:
+        raise UsageError(f"run {folder.name} worked in its workdir, not in a worktree of its own: there is nothing "
+                         "to apply (`loop run --worktree` gives a run one)")
+    manifest = folder / "snapshot" / "manifest.json"
+    hashes = json.loads(manifest.read_text(encoding="utf-8")) if manifest.exists() else {}
+    changed = apply(isolation, hashes, folder.name)
+    (folder / "applied.json").write_text(json.dumps({"files": changed, "into": str(isolation.source)}),
+                                         encoding="utf-8")
+    if not keep:
+        discard(isolation, keep_branch=True)
+    return isolation, changed
+
+
 def apply(isolation: Isolation, hashes: dict[str, str], run_id: str) -> list[str]:
     """Bring the run's changes into the user's checkout; the files it changed. `hashes` are the
     snapshot's (the workdir when the run started), which a copy's changes are measured against."""

@@ -29,7 +29,8 @@ from pydantic import Field, ValidationError
 from ..errors import Problem, SpecError, field_path
 from . import located
 from .diagnose import validation_problems
-from .format import Duration, Strict, Untitled
+from .fields import Duration, Strict
+from .format import Untitled
 from .located import LDict
 
 

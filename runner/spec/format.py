@@ -8,25 +8,21 @@ apply again so that a spec built in Python accepts them too.
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    PositiveFloat,
     PrivateAttr,
-    StringConstraints,
     model_validator,
 )
 from pydantic.json_schema import GenerateJsonSchema
 
+from .fields import Duration, JinjaStr, Regex, Strict, Template
 from .located import LDict, LList, wrap
+from .schedule import ScheduleSpec
 
 BUILTIN_TOOLS = ("read_file", "write_file", "edit_file", "list_files", "search_files", "shell",
                  "note", "read_artifact", "finish")
@@ -36,80 +32,12 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
-class Jinja:
-    """Marks a field as a Jinja template (rendered with vars, env, spec, iteration, workdir)."""
-
-
-JINJA = Jinja()
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
-
-
-MAX_DURATION = 30 * 24 * 3600.0
-
-
-def parse_duration(value: Any) -> float:
-    """`90s`, `5m`, `1h`, `250ms` or a number of seconds, as seconds: more than 0, at most 30 days.
-    (0, `.inf` or `1e308` would mean "at once" or "never", differently for tools and checks.)"""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(value) if isinstance(value, str) else None
-        if not match:
-            raise ValueError(f"bad duration {value!r}: write 90s, 5m, 1h or a number of seconds")
-        seconds = float(match.group(1)) * _UNIT[match.group(2)]
-    if not 0 < seconds <= MAX_DURATION:
-        raise ValueError(f"a duration must be more than 0 and at most 30 days, not {value!r}; "
-                         "for no limit, leave the field out")
-    return seconds
-
-
-def _read_template(value: Any) -> Any:
-    """A template is text, or `{file: path}` whose text is read (the loader made the path absolute)."""
-    if not isinstance(value, dict):
-        return value
-    if set(value) != {"file"} or not isinstance(value["file"], str):
-        raise ValueError("a template is a string or {file: path}")
-    try:
-        return Path(value["file"]).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise ValueError(f"cannot read template file {value['file']}: {reason}; "
-                         "the path is relative to the file that names it") from None
-
-
-class FileRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    file: str = Field(description="Path relative to the file that names it.")
-
-
-DurationText = Annotated[str, StringConstraints(pattern=_DURATION.pattern)]  # what an editor checks as you type
-Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=DurationText | PositiveFloat)]
-Template = Annotated[str, JINJA, BeforeValidator(_read_template, json_schema_input_type=str | FileRef)]
-JinjaStr = Annotated[str, JINJA]
-
-
-def _regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"bad regular expression: {exc}") from None
-    return value
-
-
-Regex = Annotated[str, AfterValidator(_regex)]
-
-
 def _name_to_map(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
 def _list_to_checks(value: Any) -> Any:
     return {"checks": value} if isinstance(value, list) else value
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class Price(Strict):
@@ -432,6 +360,8 @@ class Spec(Strict):
     protect: list[JinjaStr] = Field(default_factory=list, description="Globs (relative to the workdir) of files "
                                "the agent may read but never change, through tools or commands.")
     agent: AgentSpec | None = Field(None, description="A coding-agent CLI as the worker, instead of `model`.")
+    schedule: ScheduleSpec | None = Field(None, description="When `loop watch` runs the checks, and what it does when "
+                                          "one fails (spec/schedule.py).")
     _view: dict[str, Any] | None = PrivateAttr(None)
 
     _agent_model = model_validator(mode="before")(_agent_model)
@@ -498,3 +428,5 @@ def json_schema() -> dict[str, Any]:
             "$id": "https://github.com/loop-runner/loop/schema/loop.schema.json",
             "title": "loop spec (.loop.yaml)",
             "description": "A declarative spec for a long-running, verified LLM agent loop.", **schema}
+
+

@@ -30,7 +30,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel
 
 from ..errors import Problem, TemplateError
-from .format import JINJA, union_members
+from .fields import JINJA
+from .format import union_members
 
 MAX_OUTPUT = 16_000_000  # above a 1M-token budget's summary transcript: values may be large, loops may not
 MAX_SECONDS = 2.0
