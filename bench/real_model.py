@@ -46,8 +46,9 @@ def tasks() -> dict[str, tuple[Path, str]]:
     return found
 
 
-def prepare(folder: Path, spec_name: str, api_base: str, into: Path, tool_choice: str | None = None) -> Path:
-    """A fresh copy of the task whose spec talks to the real model."""
+def prepare(folder: Path, spec_name: str, api_base: str, into: Path, tool_choice: str | None = None,
+            at_start: bool = False) -> Path:
+    """A fresh copy of the task whose spec talks to the real model (`at_start`: with verify.at_start)."""
     shutil.copytree(folder, into, ignore=shutil.ignore_patterns("*.script.yaml", "__pycache__", ".loop*"))
     spec_file = into / spec_name
     spec = yaml.safe_load(spec_file.read_text())
@@ -55,14 +56,19 @@ def prepare(folder: Path, spec_name: str, api_base: str, into: Path, tool_choice
                      "price": {"input": 0, "output": 0}, "temperature": 0.3, "timeout": "5m",
                      **({"tool_choice": tool_choice} if tool_choice else {})}
     spec.setdefault("stop", {}).setdefault("timeout", "8m")
+    if at_start:
+        verify = spec.get("verify") or []
+        spec["verify"] = {**verify, "at_start": True} if isinstance(verify, dict) else {"checks": verify,
+                                                                                         "at_start": True}
     spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     return spec_file
 
 
-def run_once(name: str, api_base: str, tree: Path, tool_choice: str | None = None) -> dict[str, Any]:
+def run_once(name: str, api_base: str, tree: Path, tool_choice: str | None = None,
+             at_start: bool = False) -> dict[str, Any]:
     folder, spec_name = tasks()[name]
     scratch = Path(tempfile.mkdtemp(prefix=f"loop-real-{name}-"))
-    spec_file = prepare(folder, spec_name, api_base, scratch / "work", tool_choice)
+    spec_file = prepare(folder, spec_name, api_base, scratch / "work", tool_choice, at_start)
     env = {**os.environ, "LOCAL_LLM_KEY": "dummy", "PYTHONPATH": str(tree)}
     command = [sys.executable, "-P", "-m", "runner", "run", str(spec_file), "--json", "-q",
                "--runs-dir", str(scratch / "runs")]
@@ -102,6 +108,7 @@ def main() -> None:
     parser.add_argument("--tree", type=Path, default=REPO, help="the checkout whose `loop` runs")
     parser.add_argument("--out", type=Path, help="also write every run's result here, as JSON")
     parser.add_argument("--tool-choice", choices=["adaptive", "required", "auto"], help="set the model's tool_choice")
+    parser.add_argument("--at-start", action="store_true", help="run every task with verify.at_start: true")
     args = parser.parse_args()
     api_base = serve()
     results = []
@@ -110,7 +117,7 @@ def main() -> None:
         for name in args.tasks.split(","):
             if round_ >= (args.quickstart_runs if name == "quickstart" else args.runs):
                 continue
-            result = run_once(name, api_base, args.tree.resolve(), args.tool_choice)
+            result = run_once(name, api_base, args.tree.resolve(), args.tool_choice, args.at_start)
             results.append(result)
             print(f"[{round_ + 1}] {name}: {result['status']} in {result['iterations']} iterations, "
                   f"{result['wall_s']:.0f} s  {result['message'][:100]}", flush=True)

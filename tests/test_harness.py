@@ -5,7 +5,7 @@ import json
 import re
 from pathlib import Path
 
-from helpers import events, run_folder
+from helpers import context_units, events, run_folder
 from loopback import anthropic_reply, failure, reply
 from test_loop import CHECKS, spec
 from test_provider import provider_spec
@@ -195,3 +195,30 @@ verify:
     calls = events(run_folder(Path("runs")), "tool_call")
     assert [c["ok"] for c in calls[:2]] == [False, False] and "is protected" in calls[0]["output_preview"]
     assert Path("guarded/a.txt").read_text() == "original\n"
+
+
+def test_checks_at_start_open_the_work_with_the_real_failures_or_end_it_verified(write, loop_cli):
+    write("calc.py", "def add(a, b):\n    return a - b\n")
+    write("s.script.yaml", "- tools:\n    - write_file: {path: calc.py, content: \"def add(a, b):\\n    return a + b\\n\"}\n"
+                           "- say: done\n")
+    spec = write("s.loop.yaml", """
+        version: 1
+        name: s
+        model: {name: scripted, script: s.script.yaml}
+        objective: Fix add().
+        tools: [write_file]
+        verify:
+          at_start: true
+          checks:
+            - {name: adds, run: "python3 -c 'import calc; assert calc.add(2, 3) == 5, calc.add(2, 3)'"}
+        """)
+    result = loop_cli("run", spec, "--json")
+    assert json.loads(result.stdout)["status"] == "verified"
+    folder = run_folder(Path("runs"))
+    rounds = events(folder, "verify")
+    assert [(r["iteration"], r["results"][0]["passed"]) for r in rounds] == [(0, False), (2, True)]
+    first_prompt = [u for u in context_units(folder) if u.get("kind") == "report"][0]
+    assert "The checks ran before your first move" in json.dumps(first_prompt) and "AssertionError: -1" in \
+        json.dumps(first_prompt)
+    again = loop_cli("run", spec, "--json", "--runs-dir", "again")  # now they pass: no model call at all
+    assert json.loads(again.stdout)["status"] == "verified" and json.loads(again.stdout)["iterations"] == 0

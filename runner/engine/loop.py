@@ -121,6 +121,8 @@ class Loop:
         self.save(checkpoint=True)  # a state.json from the start: resume needs one
         try:
             self.measure_baselines()
+            if self.spec.verify.at_start and self.spec.verify.checks and self.counters.iteration == 0:
+                self.verify("start")  # the first move starts from the real failures
             while True:
                 self.step()
         except Stop as stop:

@@ -247,6 +247,9 @@ class Check(Strict):
 
 class VerifySpec(Strict):
     on: Literal["finish", "every_iteration"] = "finish"
+    at_start: bool = Field(False, description="Run every check once before the model's first move: the report of "
+                           "those that fail opens the work (the model starts from the real failures, not a guess), "
+                           "and a run whose checks all pass already ends verified with no model call.")
     checks: list[Check] = Field(default_factory=list)
 
 
@@ -277,7 +280,7 @@ class PromptSpec(Strict):
     verify_failed: Template | None = Field(None, description="The report of a failed check round. Gets `failed` "
                                            "(each `name`, `summary`, `output`), `passed`, `total`, `tools` (the "
                                            "model's) and `ending`: what ran the checks (`finish`, `no_tool`, "
-                                           "`empty`, or none).")
+                                           "`empty`, `start`: the round before the first move, or none).")
     summarize: Template | None = Field(None, description="The request to summarise older turns. Gets "
                                        "`objective`, `previous` (the summary so far) and `transcript`.")
     judge: Template | None = Field(None, description="A judge check's prompt. Gets `objective`, `criteria` and "
