@@ -199,8 +199,8 @@ verify:
 
 def test_checks_at_start_open_the_work_with_the_real_failures_or_end_it_verified(write, loop_cli):
     write("calc.py", "def add(a, b):\n    return a - b\n")
-    write("s.script.yaml", "- tools:\n    - write_file: {path: calc.py, content: \"def add(a, b):\\n    return a + b\\n\"}\n"
-                           "- say: done\n")
+    fixed = json.dumps("def add(a, b):\n    return a + b\n")
+    write("s.script.yaml", f"- tools:\n    - write_file: {{path: calc.py, content: {fixed}}}\n- say: done\n")
     spec = write("s.loop.yaml", """
         version: 1
         name: s
@@ -217,8 +217,7 @@ def test_checks_at_start_open_the_work_with_the_real_failures_or_end_it_verified
     folder = run_folder(Path("runs"))
     rounds = events(folder, "verify")
     assert [(r["iteration"], r["results"][0]["passed"]) for r in rounds] == [(0, False), (2, True)]
-    first_prompt = [u for u in context_units(folder) if u.get("kind") == "report"][0]
-    assert "The checks ran before your first move" in json.dumps(first_prompt) and "AssertionError: -1" in \
-        json.dumps(first_prompt)
+    first_report = json.dumps(next(u for u in context_units(folder) if u.get("kind") == "report"))
+    assert "The checks ran before your first move" in first_report and "AssertionError: -1" in first_report
     again = loop_cli("run", spec, "--json", "--runs-dir", "again")  # now they pass: no model call at all
     assert json.loads(again.stdout)["status"] == "verified" and json.loads(again.stdout)["iterations"] == 0
