@@ -182,9 +182,9 @@ def _watchers_note(folder: Path) -> None:
     for record in WatchRecord.all(folder.parent / "watch"):
         state, pid = record.state(), record.watcher()
         last = state.get("last_tick") or {}
-        spent = state.get("spent", {}).get(str(last.get("ts", ""))[:10], 0.0)
         click.echo(f"watcher of {Path(state.get('spec', '?')).name}: {f'running (pid {pid})' if pid else 'stopped'}, "
-                   f"last tick {str(last.get('ts', '-'))[:19]} {last.get('kind', '')}, {money(spent)} spent that day "
+                   f"last tick {str(last.get('ts', '-'))[:19]} {last.get('kind', '')}, {money(record.spent_today())} "
+                   "spent today "
                    f"(`loop watch {state.get('spec', 'SPEC')} --status`)")
 
 

@@ -81,9 +81,8 @@ def _tick_line(entry: dict[str, Any], next_due: str | None) -> str:
 def _status(record: Any, as_json: bool) -> int:
     state, ticks, pid = record.state(), record.ticks(), record.watcher()
     runs = [t for t in ticks if t.get("kind") == "started"]
-    today = (state.get("last_tick") or {}).get("ts", "")[:10]
     info = {"record": str(record.folder), "watcher_pid": pid, "state": state, "ticks": ticks[-20:], "runs": runs,
-            "spent_today": state.get("spent", {}).get(today, 0.0) if today else 0.0}
+            "spent_today": record.spent_today()}
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return 0
@@ -94,7 +93,7 @@ def _status(record: Any, as_json: bool) -> int:
     click.echo(f"watcher of {state.get('spec')} in {state.get('workdir')}: "
                + (f"running as process {pid}" if pid else f"not running (stopped {state.get('stopped_at', '?')[:19]})"))
     click.echo(f"schedule: {when}; next tick {state.get('next_due', '?')[:19]}; today: {money(info['spent_today'])} "
-               f"spent by {sum(t['ts'][:10] == today for t in runs)} run(s)")
+               f"spent by the {len(runs)} run(s) it started")
     last = (state.get("last_tick") or {}).get("checks", [])
     click.echo("last checks: " + (", ".join(f"{'PASS' if c['passed'] else 'FAIL'} {c['name']}" for c in last) or "-"))
     skipped = sum(t.get("kind") == "skipped" for t in ticks)

@@ -29,7 +29,7 @@ from ..checks.verifier import Verifier, failure_report
 from ..errors import LoopError
 from ..record.snapshot import fingerprint
 from ..record.trace import Observer
-from ..record.watches import WatchRecord
+from ..record.watches import WatchRecord, today
 from ..record.worktree import apply_run
 from ..spec.format import Check
 from ..spec.resolve import Resolved
@@ -140,12 +140,12 @@ class Watch:
 
     def budget_left(self) -> float | None:
         cap = self.schedule.daily_cost_usd
-        return None if cap is None else cap - self.state.get("spent", {}).get(_today(), 0.0)
+        return None if cap is None else cap - self.state.get("spent", {}).get(today(), 0.0)
 
     def cap_reached(self) -> list[str]:
-        if self.state.get("capped_on") == _today():
+        if self.state.get("capped_on") == today():
             return []
-        self.state["capped_on"] = _today()
+        self.state["capped_on"] = today()
         return notify.send(self.schedule.notify, "daily_cap", {**self.facts(), "daily_cost_usd":
                                                                self.schedule.daily_cost_usd})
 
@@ -159,7 +159,7 @@ class Watch:
                                                                    "failing": failing})
         outcome = run.wait()
         spent = self.state.setdefault("spent", {})
-        spent[_today()] = round(spent.get(_today(), 0.0) + (outcome.cost_usd or 0.0), 6)
+        spent[today()] = round(spent.get(today(), 0.0) + (outcome.cost_usd or 0.0), 6)
         self.state["acted_on"] = {"print": print_, "run_id": outcome.run_id, "status": outcome.status}
         applied = self.apply(outcome)
         event = "verified" if outcome.verified else "failed"
@@ -189,7 +189,3 @@ class Watch:
         return {"run_id": outcome.run_id, "status": outcome.status, "message": outcome.message,
                 "cost_usd": outcome.cost_usd, "iterations": outcome.iterations,
                 "failing": [c["name"] for c in outcome.checks if not c["passed"]]}
-
-
-def _today() -> str:
-    return datetime.now().astimezone().date().isoformat()

@@ -14,12 +14,18 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import UsageError
 from .snapshot import RUNS_MARKER
 from .trace import hold, now, write_atomic
+
+
+def today() -> str:
+    """The local date: what a watcher's spending per day (state.json's `spent`) is keyed by."""
+    return datetime.now().astimezone().date().isoformat()
 
 
 class WatchRecord:
@@ -79,6 +85,9 @@ class WatchRecord:
         with open(self.folder / "ticks.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry, default=str) + "\n")
         return entry
+
+    def spent_today(self) -> float:
+        return float(self.state().get("spent", {}).get(today(), 0.0))
 
     def ticks(self, last: int | None = None) -> list[dict[str, Any]]:
         try:
