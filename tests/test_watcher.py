@@ -246,3 +246,18 @@ def test_quiet_hours_move_a_tick_to_their_end_and_cron_ticks_fall_on_their_times
     assert next_tick(hourly, datetime(2026, 12, 3, 11, 20).astimezone()) == datetime(2026, 12, 3, 14, 15).astimezone()
     assert next_tick(hourly, datetime(2026, 12, 3, 9, 20).astimezone(), every=60) == \
         datetime(2026, 12, 3, 9, 21).astimezone()  # --every over the spec's cron
+
+
+def test_a_run_that_cannot_start_is_a_tick_that_says_why_and_is_not_retried(tmp_path, loop_cli):
+    folder = project(tmp_path, {"every": "200ms"})
+    spec_file = folder / "keep.loop.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["tools"].append({"name": "tracker", "mcp": {"command": ["no-such-mcp-server"], "start_timeout": "5s"}})
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    break_code(folder)
+    result = loop_cli("watch", spec_file, "--ticks", "2", "-q")
+    assert result.exit_code == 0
+    first, second = (t for t in ticks(folder) if t["kind"] != "skipped")
+    assert first["kind"] == "error" and "MCP server `tracker` did not start" in first["error"]
+    assert second["kind"] == "unchanged"
+    assert "no run could start" in result.stderr

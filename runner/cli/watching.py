@@ -67,6 +67,7 @@ def _tick_line(entry: dict[str, Any], next_due: str | None) -> str:
     what = {"idle": f"{passed}/{len(checks)} checks pass", "quiet": "quiet hours",
             "unchanged": f"still failing as when run {entry.get('since_run')} ran; no new run until that changes",
             "capped": "failing, but the day's cost cap is reached",
+            "error": f"failing, and no run could start: {entry.get('error')}",
             "skipped": f"the tick due at {str(entry.get('due'))[11:19]} came while the one before was going",
             "started": f"run {entry.get('run_id')} ended {entry.get('status')}, {money(entry.get('cost_usd'))}"
                        + (", applied" if entry.get("applied") else (f", branch {entry['branch']} left for review"

@@ -128,7 +128,11 @@ class Watch:
         left = self.budget_left()
         if left is not None and left <= 0:
             return {"kind": "capped", "notify_errors": self.cap_reached(), **entry}
-        return {"kind": "started", **entry, **self.start_run(results, print_, left)}
+        try:
+            return {"kind": "started", **entry, **self.start_run(results, print_, left)}
+        except LoopError as error:  # the run could not start (a worktree, a sandbox): said, and not retried
+            self.state["acted_on"] = {"print": print_, "run_id": None, "status": "error"}
+            return {"kind": "error", "error": str(error), **entry}
 
     def failure_print(self, failing: list[CheckResult]) -> str:
         """What a failure is, to tell whether it changed: the failing checks and their output (numbers
