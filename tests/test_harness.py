@@ -193,7 +193,7 @@ verify:
     write("t.loop.yaml", path.replace("tools:\n", clobber, 1))
     assert loop_cli("run", "t.loop.yaml").exit_code == 0
     calls = events(run_folder(Path("runs")), "tool_call")
-    assert [c["ok"] for c in calls[:2]] == [False, False] and "is protected" in calls[0]["output_preview"]
+    assert [c["ok"] for c in calls[:2]] == [False, False] and "is read-only for you" in calls[0]["output_preview"]
     assert Path("guarded/a.txt").read_text() == "original\n"
 
 

@@ -68,7 +68,7 @@ def test_git_diff_options_and_git_config_cannot_reach_outside(tmp_path, backend)
                                                       "write_file"])
     results = tool_outputs(loop)
     assert not results[0][0] and "is not allowed" in results[0][1]  # `git diff*` is not `git difftool`
-    assert not results[2][0] and "protected" in results[2][1]
+    assert not results[2][0] and "is read-only for you" in results[2][1]
     assert (tmp_path / "work/.git/config").read_text() == config  # neither the file tool nor git could write it
     assert outside_untouched(tmp_path)
 

@@ -290,3 +290,16 @@ def test_an_insertion_made_before_is_not_made_twice(box, tmp_path):
     assert (work / "c.py").read_text() == "def add(a, b):\n    return a + b\n    return a - b\n"
     appended = call(box, "edit_file", path="c.py", old="return a - b", new="x = 1\n    return a - b")  # before old
     assert appended.ok and "edited" in appended.output
+
+
+def test_a_refused_edit_of_a_test_points_at_the_code_it_tests(write, tmp_path):
+    write("q/calc.py", "def add(a, b):\n    return a - b\n")
+    write("q/tests/test_calc.py", "from calc import add\n")
+    write("q/notes.md", "# notes\n")
+    spec_file = write("q/q.loop.yaml", SPEC.replace("tools:", "protect: [tests/**]\ntools:", 1))
+    box = toolbox(resolve(spec_file), tmp_path / "q", tmp_path / "runs")
+    refused = call(box, "edit_file", path="tests/test_calc.py", old="add", new="plus")
+    assert not refused.ok and "is read-only for you" in refused.output
+    assert refused.output.endswith("Leave the test as it is and change the code it tests: calc.py")
+    spec_refused = call(box, "write_file", path="q.loop.yaml", content="x")  # not a test: no such hint
+    assert not spec_refused.ok and "change the code it tests" not in spec_refused.output

@@ -67,11 +67,28 @@ class Workspace:
         return str(path.relative_to(self.root)) if path != self.root else "."
 
     def check_writable(self, real: Path) -> None:
+        if self._protected(real):
+            rel = self.show(real)
+            raise ToolFailure(f"`{rel}` is read-only for you: the run relies on it as it is (the spec and its files, "
+                              f".git/, `protect:`, files a check keeps unchanged){self._instead(rel)}")
+
+    def _protected(self, real: Path) -> bool:
         rel = self.show(real)
-        if any(real == p or p in real.parents for p in self.protected) or any(
-                glob_match(rel, g) for g in self.protect):
-            raise ToolFailure(f"`{rel}` is protected (the spec, its files, .git/, a `protect:` glob or a file an "
-                              "`unchanged` check guards): you may read it but not change it")
+        return any(real == p or p in real.parents for p in self.protected) or any(
+            glob_match(rel, g) for g in self.protect)
+
+    def _instead(self, rel: str) -> str:
+        """For a test the agent tried to change, the code it tests: a model that cannot edit the test
+        should fix `calc.py`, not ask for the guard to go."""
+        path = Path(rel)
+        if not (path.stem.startswith("test_") or path.stem.endswith("_test") or "tests" in path.parts):
+            return ""
+        stem = path.stem.removeprefix("test_").removesuffix("_test")
+        known = [self.show(f) for f in itertools.islice(self.walk(self.root), NEAR_SCAN)]
+        writable = [k for k in known if not self._protected(self.root / k) and k.endswith(path.suffix)]
+        named = [k for k in writable if Path(k).stem == stem]
+        shown = list(dict.fromkeys(named + difflib.get_close_matches(stem + path.suffix, writable, n=3)))[:3]
+        return f". Leave the test as it is and change the code it tests: {', '.join(shown)}" if shown else ""
 
     def read_bytes(self, real: Path) -> bytes:
         fd = self._open(real, os.O_RDONLY | os.O_NONBLOCK)
