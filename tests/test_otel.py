@@ -100,9 +100,9 @@ def test_a_run_is_exported_live_as_one_trace_of_the_genai_conventions(write, col
 
 def test_spans_go_out_while_the_run_is_still_going(write, collector):
     path = spec(write)
-    path.write_text(path.read_text().replace("contains: ok}}", "contains: ok}}\n  - {name: slow, run: 'sleep 3'}"))
+    path.write_text(path.read_text().replace("contains: ok}}", "contains: ok}}\n  - {name: slow, run: 'sleep 1.5'}"))
     run = api.Run(api.prepare(path)).start()
-    assert wait_until(lambda: collector.named("chat scripted"), timeout=2.5), "no span before the slow round ended"
+    assert wait_until(lambda: collector.named("chat scripted"), timeout=1.2), "no span before the slow round ended"
     assert run.outcome is None  # the check round is still sleeping
     assert run.wait(30).status == "verified"
 

@@ -303,3 +303,15 @@ def test_a_refused_edit_of_a_test_points_at_the_code_it_tests(write, tmp_path):
     assert refused.output.endswith("Leave the test as it is and change the code it tests: calc.py")
     spec_refused = call(box, "write_file", path="q.loop.yaml", content="x")  # not a test: no such hint
     assert not spec_refused.ok and "change the code it tests" not in spec_refused.output
+
+
+def test_an_ambiguous_edit_shows_each_place_with_the_lines_that_tell_them_apart(box, tmp_path):
+    (tmp_path / "work/calc.py").write_text("def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n"
+                                           "    return a + b\n")
+    refused = call(box, "edit_file", path="calc.py", old="return a + b", new="return a * b")
+    assert not refused.ok and "occurs 2 times in calc.py" in refused.output
+    assert "At line 2:\n```\ndef add(a, b):\n    return a + b\n\n```" in refused.output
+    assert "At line 6:\n```\ndef multiply(a, b):\n    return a + b\n```" in refused.output
+    done = call(box, "edit_file", path="calc.py", old="def multiply(a, b):\n    return a + b",
+                new="def multiply(a, b):\n    return a * b")  # a block copied from the refusal: unique
+    assert done.ok and (tmp_path / "work/calc.py").read_text().endswith("    return a * b\n")

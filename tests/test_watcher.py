@@ -33,12 +33,12 @@ def project(tmp_path: Path, schedule: dict, turns: list = FIX, checks: list | No
     folder = tmp_path / "proj"
     (folder / "tests").mkdir(parents=True)
     (folder / "calc.py").write_text(GOOD)
-    (folder / "tests" / "test_calc.py").write_text("from calc import add\n\n\ndef test_add():\n"
-                                                   "    assert add(2, 3) == 5\n")
+    (folder / "tests" / "test_calc.py").write_text("import sys\n\nsys.path.insert(0, '.')\nfrom calc import add\n\n"
+                                                   "assert add(2, 3) == 5, add(2, 3)\n")  # a test, quick to start
     (folder / "fix.script.yaml").write_text(yaml.safe_dump(turns, sort_keys=False))
     spec = {"version": 1, "name": "keep", "model": model or {"name": "scripted", "script": "fix.script.yaml"},
             "objective": "Keep the tests passing.", "workdir": ".", "tools": ["read_file", "write_file"],
-            "verify": checks or [{"name": "tests", "run": f"{sys.executable} -m pytest -q -p no:cacheprovider tests"}],
+            "verify": checks or [{"name": "tests", "run": f"{sys.executable} tests/test_calc.py"}],
             "stop": {"max_iterations": 3}, "schedule": schedule}
     (folder / "keep.loop.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     (folder / ".gitignore").write_text(".loop/\n")
@@ -111,7 +111,7 @@ def test_a_failure_the_agent_cannot_fix_is_run_once_until_something_changes(tmp_
     port = free_port()
     server = serve(port, lambda handler: (health["status"], health["body"]))
     check = {"name": "service", "http": {"url": f"http://127.0.0.1:{port}/health", "json": {"status": "ok"}},
-             "timeout": "2s"}
+             "timeout": "300ms"}  # a failing probe waits its whole timeout
     turns = [{"tools": [{"write_file": {"path": "note.txt", "content": "tried"}}]}, {"say": "cannot"}] * 2
     folder = project(tmp_path, {"every": "200ms"}, turns, checks=[check])
     spec = folder / "keep.loop.yaml"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import ToolFailure
 from ..record.search import Search
-from .matching import closest, done_already, in_place, loosely
+from .matching import closest, done_already, in_place, loosely, occurrences
 from .workspace import Workspace
 
 MAX_LISTED = 1000
@@ -71,8 +71,9 @@ def edit_file(ws: Workspace, path: str, old: str, new: str, replace_all: bool = 
     if count == 0:
         return _edit_loosely(ws, target, path, text, old, new)
     if count > 1 and not replace_all:
-        raise ToolFailure(f"the old text occurs {count} times in {path}; include more lines to make it unique, "
-                          "or set replace_all to replace every one")
+        raise ToolFailure(f"the old text occurs {count} times in {path}, so it is not clear which to change. "
+                          f"{occurrences(text, old)}Put the line before or after it into `old` (and `new`) to "
+                          "make it unique, or set replace_all to replace every one")
     if old == new:
         raise ToolFailure("old and new are the same, so this edit would change nothing; put the corrected text "
                           "in `new`")

@@ -123,6 +123,20 @@ def _places(text: str, snippet: str) -> list[re.Match[str]]:
     return list(itertools.islice(re.finditer(r"\s+".join(map(re.escape, words)), text), 2))
 
 
+def occurrences(text: str, old: str, most: int = 3) -> str:
+    """Where the ambiguous `old` occurs, each with the line before and after it: a model that cannot
+    tell which one to change copies the block of the one it means."""
+    lines, blocks = text.splitlines(), []
+    size = max(len(old.strip("\r\n").splitlines()), 1)
+    start = 0
+    while len(blocks) < most and (found := text.find(old, start)) >= 0:
+        at = text.count("\n", 0, found)
+        shown = "\n".join(lines[max(at - 1, 0):at + size + 1])
+        blocks.append(f"At line {at + 1}:\n```\n{shown}\n```")
+        start = found + max(len(old), 1)
+    return "\n".join(blocks) + "\n"
+
+
 def closest(text: str, old: str) -> str:
     """The file's text nearest to `old`, shown for the model to copy; empty if nothing is near. Lines
     sharing the most words with `old`'s first line are the candidates (cheap, whatever the file); at
