@@ -300,7 +300,8 @@ def test_a_refused_edit_of_a_test_points_at_the_code_it_tests(write, tmp_path):
     box = toolbox(resolve(spec_file), tmp_path / "q", tmp_path / "runs")
     refused = call(box, "edit_file", path="tests/test_calc.py", old="add", new="plus")
     assert not refused.ok and "is read-only for you" in refused.output
-    assert refused.output.endswith("Leave the test as it is and change the code it tests: calc.py")
+    assert refused.output.endswith("Leave the test as it is and change the code it tests: calc.py, which holds:\n"
+                                   "```\ndef add(a, b):\n    return a - b\n```")
     spec_refused = call(box, "write_file", path="q.loop.yaml", content="x")  # not a test: no such hint
     assert not spec_refused.ok and "change the code it tests" not in spec_refused.output
 

@@ -28,6 +28,7 @@ from ..record.snapshot import SKIP_DIRS, glob_match
 
 MAX_FILE_BYTES = 32 * 1024 * 1024
 NEAR_SCAN = 5000  # files looked at for the paths near a missing one
+SHOWN_LINES = 60  # a file this short is shown whole where a refusal points at it
 
 
 class Workspace:
@@ -88,7 +89,14 @@ class Workspace:
         writable = [k for k in known if not self._protected(self.root / k) and k.endswith(path.suffix)]
         named = [k for k in writable if Path(k).stem == stem]
         shown = list(dict.fromkeys(named + difflib.get_close_matches(stem + path.suffix, writable, n=3)))[:3]
-        return f". Leave the test as it is and change the code it tests: {', '.join(shown)}" if shown else ""
+        if not shown:
+            return ""
+        advice = f". Leave the test as it is and change the code it tests: {', '.join(shown)}"
+        if len(shown) == 1:  # one file: show it, so that the next edit copies its real text, not the test's
+            code = self.read_text(shown[0])
+            if len(code.splitlines()) <= SHOWN_LINES:
+                advice += f", which holds:\n```\n{code.rstrip()}\n```"
+        return advice
 
     def read_bytes(self, real: Path) -> bytes:
         fd = self._open(real, os.O_RDONLY | os.O_NONBLOCK)
