@@ -110,3 +110,19 @@ def test_a_failed_tool_and_a_failed_check_show_the_end_of_their_output(write, lo
     shown = loop_cli("show", "last").stdout  # `loop show` too, without --verbose
     assert "tests: exit code 1 (expected 0)\n      | ....[ 37%]" in shown
     assert "| FAILED tests/test_x.py::test_z" in shown
+
+
+def test_an_observer_of_the_python_api_without_begin_and_end_still_sees_every_event(write):
+    class Events:  # written to the Observer protocol before begin/end came
+        def __init__(self):
+            self.seen = []
+
+        def event(self, event):
+            self.seen.append(event["type"])
+
+        def nested(self):
+            return self
+
+    observer = Events()
+    assert api.Run(api.prepare(slow_check_spec(write, 0.1)), display=observer).wait().status == "verified"
+    assert observer.seen[0] == "run_started" and observer.seen[-1] == "run_finished" and "verify" in observer.seen

@@ -53,15 +53,17 @@ class Observer(Protocol):
 
 @contextlib.contextmanager
 def activity(observer: Observer | None, what: str) -> Iterator[None]:
-    """Tell `observer` what runs now (a model call, a tool, a check round), until it ends."""
-    if observer is None:
+    """Tell `observer` what runs now (a model call, a tool, a check round), until it ends. An
+    observer written before `begin`/`end` existed (the Python API's) is told only of events."""
+    begin, end = getattr(observer, "begin", None), getattr(observer, "end", None)
+    if begin is None or end is None:
         yield
         return
-    observer.begin(what)
+    begin(what)
     try:
         yield
     finally:
-        observer.end()
+        end()
 
 
 class Fanout:
@@ -76,11 +78,11 @@ class Fanout:
 
     def begin(self, what: str) -> None:
         for observer in self.observers:
-            observer.begin(what)
+            getattr(observer, "begin", lambda what: None)(what)
 
     def end(self) -> None:
         for observer in self.observers:
-            observer.end()
+            getattr(observer, "end", lambda: None)()
 
     def nested(self) -> Fanout:
         return Fanout([observer.nested() for observer in self.observers])

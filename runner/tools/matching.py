@@ -126,7 +126,7 @@ def _places(text: str, snippet: str) -> list[re.Match[str]]:
 def occurrences(text: str, old: str, most: int = 3) -> str:
     """Where the ambiguous `old` occurs, each with the line before and after it: a model that cannot
     tell which one to change copies the block of the one it means."""
-    lines, blocks = text.splitlines(), []
+    lines, blocks = text.splitlines(), list[str]()
     size = max(len(old.strip("\r\n").splitlines()), 1)
     start = 0
     while len(blocks) < most and (found := text.find(old, start)) >= 0:
