@@ -84,10 +84,10 @@ class Counters:
 
 
 class Limits:
-    def __init__(self, stop: StopSpec, model: ModelSpec | None = None, budget_tokens: int | None = None):
+    def __init__(self, stop: StopSpec, model: ModelSpec, budget_tokens: int):
         self.stop, self.budget_tokens = stop, budget_tokens
-        self.reply_cap = model.max_output_tokens if model else None
-        known = [p for p in map(per_token, [model, *model.fallbacks]) if p] if model else []
+        self.reply_cap = model.max_output_tokens
+        known = [p for p in map(per_token, [model, *model.fallbacks]) if p]
         self.price = (max(p[0] for p in known), max(p[1] for p in known)) if known else None  # the dearest
 
     def check(self, counters: Counters, progress: Progress, stopped: Stop | None = None,
@@ -105,7 +105,7 @@ class Limits:
 
     def check_spend(self, counters: Counters, prompt_tokens: int) -> None:
         stop = self.stop
-        prompt = round(min(prompt_tokens, self.budget_tokens or prompt_tokens) * counters.prompt_scale)
+        prompt = round(min(prompt_tokens, self.budget_tokens) * counters.prompt_scale)
         reply = (self.reply_cap or counters.longest_reply) if prompt else 0
         ahead = f"; the next call's prompt is about {prompt} tokens and its reply up to {reply}" if prompt else ""
         if stop.max_tokens is not None and (counters.tokens >= stop.max_tokens

@@ -60,9 +60,11 @@ class Watch:
         self.state = record.state()
         self.on_tick: Callable[[dict[str, Any]], None] = lambda entry: None  # each tick's entry, as it is recorded
 
-    def serve(self, ticks: int | None = None, sleep: Any = time.sleep) -> None:
+    def serve(self, ticks: int | None = None) -> None:
         """Tick when due, until `ticks` ticks (forever without) or Ctrl-C / SIGTERM."""
         self.record.lock()
+        for key in ("every_s", "cron"):  # the schedule in force now, not a restart's earlier one
+            self.state.pop(key, None)
         self.state.update(describe(self.schedule, self.every, self.cron), spec=str(self.resolved.file),
                           workdir=str(self.workdir))
         try:
@@ -70,7 +72,7 @@ class Watch:
             while ticks is None or done < ticks:
                 due = self.due()
                 while (wait := (due - datetime.now().astimezone()).total_seconds()) > 0:
-                    sleep(min(wait, 1.0))
+                    time.sleep(min(wait, 1.0))
                 self.tick(due)
                 done += 1
         finally:

@@ -14,6 +14,7 @@ import os
 from datetime import datetime
 from typing import Any
 
+from ..spec.format import is_claude
 from .masking import masked
 
 CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
@@ -205,5 +206,5 @@ def _seconds(value: Any) -> int:
 
 def provider_name(model: str) -> str:
     """gen_ai.provider.name for a litellm model string."""
-    prefix = model.split("/", 1)[0] if "/" in model else ("anthropic" if "claude" in model else model)
+    prefix = model.split("/", 1)[0] if "/" in model else ("anthropic" if is_claude(model) else model)
     return PROVIDERS.get(prefix, prefix)
