@@ -54,6 +54,7 @@ def prepare(folder: Path, spec_name: str, api_base: str, into: Path, tool_choice
     spec = yaml.safe_load(spec_file.read_text())
     spec["model"] = {"name": "openai/qwen2.5-coder-1.5b", "api_base": api_base, "api_key_env": "LOCAL_LLM_KEY",
                      "price": {"input": 0, "output": 0}, "temperature": 0.3, "timeout": "5m",
+                     "max_output_tokens": 1024,  # a reply that long is a loop: repeated text until the timeout
                      **({"tool_choice": tool_choice} if tool_choice else {})}
     spec.setdefault("stop", {}).setdefault("timeout", "8m")
     if at_start:

@@ -138,8 +138,15 @@ def sleeping(pid: int) -> list[psutil.Process]:
         family = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [p for p in family
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and p.cmdline() == ["sleep", "20"]]
+    return [p for p in family if _command(p) == ["sleep", "20"]]
+
+
+def _command(process: psutil.Process) -> list[str] | None:
+    """Its command line, or None once it is gone or a zombie (which it may become at any moment)."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return None
 
 
 def test_ctrl_c_stops_every_run_resumably_and_resume_finishes_the_batch(tmp_path):

@@ -56,6 +56,7 @@ def test_a_failing_run_reports_its_status_each_failing_check_with_output_and_che
     turns = "- tools:\n    - write_file: {path: a.txt, content: \"no\\x1b[31m\"}\n- say: done\n"
     path = spec(write, turns, CHECKS + "  - {name: never, run: 'true', when: finish}\n")
     path.write_text(path.read_text().replace("max_iterations: 2", "max_iterations: 1"))
+    (path.parent / "a.txt").write_text("no\x1b[31m")  # the write changes nothing: no last round at the limit
     assert loop_cli("run", path, "--junit", "junit.xml", "-q").exit_code == 1
     xml = JUnitXml.fromfile("junit.xml")
     suite = next(iter(xml))

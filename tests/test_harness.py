@@ -34,9 +34,12 @@ def test_a_reply_without_tool_calls_is_told_it_changed_nothing(write, loop_cli):
             - finish: {}
         """, CHECKS)
     assert loop_cli("run", path).exit_code == 0
-    report = [m for m in _prompt_of(2) if m["role"] == "user"][-1]["content"]
+    second = _prompt_before(1)  # the second turn's prompt: the prose reply is not in the context
+    report = second[-1]["content"]
     assert "called no tool, so it changed nothing" in report and "call `finish` again" not in report
     assert "by calling your tools (read_file, write_file, shell, finish" in report
+    assert not any("Here is the fix" in (m.get("content") or "") for m in second)  # nothing for it to copy
+    assert "Here is the fix" in events(run_folder(Path("runs")), "model_call")[0]["text"]  # the trace keeps it
 
 
 def test_a_finish_among_failing_calls_waits_until_the_model_has_seen_them(write, loop_cli):
@@ -61,6 +64,18 @@ def test_the_system_prompt_asks_for_relative_paths_and_hides_the_absolute_workdi
     rendered = loop_cli("render", spec(write, "- say: hi\n", CHECKS)).stdout
     assert str(tmp_path) not in rendered and "use paths relative to it" in rendered
     assert "`sleep *`, `echo *`" in rendered  # the shell's allowed patterns, in its schema
+
+
+def test_paths_in_the_workdir_reach_the_model_relative_as_its_tools_take_them(write, loop_cli, tmp_path):
+    checks = ('verify:\n  at_start: true\n  checks:\n'
+              '    - {name: trace, run: \'echo "File $PWD/tests/t.py, line 3 in $PWD"; echo "$PWD-old"; exit 1\'}\n')
+    path = spec(write, "- tools:\n    - read_file: {path: done.txt}\n", checks + "stop: {max_iterations: 1}\n")
+    write("done.txt", "ok")
+    loop_cli("run", path)
+    folder = run_folder(Path("runs"))
+    report = context_units(folder)[0]["messages"][0]["content"]
+    assert "File tests/t.py, line 3 in .\n" in report and str(tmp_path) not in report.replace(f"{tmp_path}-old", "")
+    assert str(tmp_path) in events(folder, "verify")[0]["results"][0]["output_tail"]  # the record keeps what ran
 
 
 def test_loop_show_verbose_shows_words_arguments_whole_outputs_and_failing_checks(write, loop_cli):
@@ -134,14 +149,14 @@ def test_openai_prompts_carry_no_cache_marks_and_their_cached_tokens_are_recorde
     assert events(run_folder(Path("runs")), "model_call")[0]["cached_tokens"] == 64
 
 
-def _prompt_of(iteration: int) -> list[dict]:
-    """The prompt the scripted model got at `iteration`, as the record's units and pinned messages hold it."""
+def _prompt_before(turn: int) -> list[dict]:
+    """The messages before the context's `turn`th model turn, as the record's units and pinned messages hold them."""
     folder = run_folder(Path("runs"))
     state = json.loads((folder / "state.json").read_text())
     units = [json.loads(line) for line in (folder / "units.jsonl").read_text().splitlines()]
     messages = state["context"]["pinned"] + [m for u in units for m in u["messages"]]
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
-    return messages[:turns[iteration - 1]]
+    return messages[:turns[turn - 1]]
 
 
 def test_after_a_prose_reply_the_provider_is_asked_for_a_tool_call(write, provider, loop_cli):
@@ -221,3 +236,34 @@ def test_checks_at_start_open_the_work_with_the_real_failures_or_end_it_verified
     assert "The checks ran before your first move" in first_report and "AssertionError: -1" in first_report
     again = loop_cli("run", spec, "--json", "--runs-dir", "again")  # now they pass: no model call at all
     assert json.loads(again.stdout)["status"] == "verified" and json.loads(again.stdout)["iterations"] == 0
+
+
+LAST_ROUND = CHECKS + "stop: {max_iterations: 5, no_progress: 2}\n"
+
+
+def test_work_done_without_finish_is_verified_when_a_limit_stops_the_run(write, loop_cli):
+    """A model that fixed it and never said so: the limit that stops it runs the checks once more."""
+    path = spec(write, "- tools:\n    - write_file: {path: done.txt, content: ok}\n"
+                + "- tools:\n    - read_file: {path: done.txt}\n" * 3, LAST_ROUND)
+    result = loop_cli("run", path, "--json")
+    summary = json.loads(result.stdout)
+    assert result.exit_code == 0 and summary["status"] == "verified", result.output
+    assert "when the run stopped (2 iterations in a row changed no file" in summary["message"]
+    rounds = events(run_folder(Path("runs")), "verify")
+    assert [(r["iteration"], r["final"], r["results"][0]["passed"]) for r in rounds] == [(3, True, True)]
+
+
+def test_a_last_round_that_fails_keeps_the_limit_and_tells_a_resumed_run(write, loop_cli):
+    path = spec(write, "- tools:\n    - write_file: {path: done.txt, content: nope}\n"
+                + "- tools:\n    - read_file: {path: done.txt}\n" * 3, LAST_ROUND)
+    assert json.loads(loop_cli("run", path, "--json").stdout)["status"] == "no_progress"
+    folder = run_folder(Path("runs"))
+    assert len(events(folder, "verify")) == 1
+    assert context_units(folder)[-1]["kind"] == "report"  # `loop resume` starts from what the checks said
+
+
+def test_no_last_round_when_nothing_changed_since_the_checks_last_ran(write, loop_cli):
+    path = spec(write, "- tools:\n    - read_file: {path: done.txt}\n" * 3, LAST_ROUND)
+    write("done.txt", "ok")  # it would pass, but the model did nothing: the limit stands
+    assert json.loads(loop_cli("run", path, "--json").stdout)["status"] == "no_progress"
+    assert events(run_folder(Path("runs")), "verify") == []

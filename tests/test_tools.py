@@ -316,3 +316,16 @@ def test_an_ambiguous_edit_shows_each_place_with_the_lines_that_tell_them_apart(
     done = call(box, "edit_file", path="calc.py", old="def multiply(a, b):\n    return a + b",
                 new="def multiply(a, b):\n    return a * b")  # a block copied from the refusal: unique
     assert done.ok and (tmp_path / "work/calc.py").read_text().endswith("    return a * b\n")
+
+
+def test_an_edit_shows_the_lines_it_changed_with_those_around_them(box, tmp_path):
+    work = tmp_path / "work"
+    (work / "c.py").write_text("".join(f"line {i}\n" for i in range(1, 21)))
+    exact = call(box, "edit_file", path="c.py", old="line 10\n", new="ten\n")
+    assert exact.ok and exact.output.endswith("c.py lines 6-14 of 20 now read:\n```\n" + "\n".join(
+        [f"line {i}" for i in range(6, 10)] + ["ten"] + [f"line {i}" for i in range(11, 15)]) + "\n```")
+    loose = call(box, "edit_file", path="c.py", old="line 1  \nline 2  ", new="one\ntwo")  # forgiven: line ends
+    assert loose.ok and "c.py lines 1-6 of 20 now read:\n```\none\ntwo\nline 3\n" in loose.output
+    (work / "big.txt").write_text("x\n" * 50)
+    wide = call(box, "edit_file", path="big.txt", old="x", new="y", replace_all=True)
+    assert wide.ok and "now read" not in wide.output  # too many lines to show: the count says what happened

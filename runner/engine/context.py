@@ -19,6 +19,8 @@ into the memory block. Tool outputs over `offload_over_tokens` become artifacts.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,12 +42,22 @@ def initial_messages(renderer: Renderer, files: list[str]) -> list[dict[str, Any
             {"role": "user", "content": mask(renderer.task(files=files))}]
 
 
-def _masked(message: dict[str, Any]) -> dict[str, Any]:
+def _masked(message: dict[str, Any], roots: tuple[str, ...] = ()) -> dict[str, Any]:
     """No secret reaches the model: whatever a message carries (a rendered `{{ env.TOKEN }}`, a check's
-    output, a judge's reasons, a file's content) is masked on its way into the context."""
+    output, a judge's reasons, a file's content) is masked on its way into the context. Paths in
+    the workdir (`roots`) become relative, as the tools take them: a traceback's absolute path
+    would lead the model to absolute paths, which the tools refuse."""
     if isinstance(message.get("content"), str):
-        message = {**message, "content": mask(message["content"])}
+        message = {**message, "content": relative(mask(message["content"]), roots)}
     return message
+
+
+def relative(text: str, roots: tuple[str, ...]) -> str:
+    """`text` with each path under one of `roots` relative to it (the root itself is `.`)."""
+    for root in roots:
+        if root in text:
+            text = re.sub(re.escape(root) + r"(?:(/)|(?![\w.-]))", lambda m: "" if m.group(1) else ".", text)
+    return text
 
 
 @dataclass
@@ -79,6 +91,7 @@ class Context:
     history_tokens: int = 0
     saved_to: int = 0  # units with a lower id are in the record's units journal already
     history: list[dict[str, Any]] = field(default_factory=list)  # the units' messages, in order, kept as they come
+    roots: tuple[str, ...] = ()  # the workdir's paths, written relative in what comes in
 
     def __post_init__(self) -> None:
         if not self.pinned_tokens:
@@ -104,7 +117,7 @@ class Context:
             unit = Unit(self.next_id, [], [], kind)
             self.next_id += 1
             self.units.append(unit)
-        message = _masked(message)
+        message = _masked(message, self.roots)
         tokens = self.counter.message(message) if tokens is None else tokens
         unit.messages.append(message)
         self.history.append(message)  # new units and tool results both come at the end
@@ -113,10 +126,10 @@ class Context:
         return unit
 
     def add_turn(self, turn: Turn) -> None:
-        """The model's turn, if it said or called anything. An empty reply is left out: providers
-        reject an assistant message with neither content nor tool calls, and a placeholder text
-        would be imitated by the model (the report that follows says the reply was empty)."""
-        if turn.tool_calls or turn.text.strip():
+        """The model's turn, if it called a tool. A reply without a call is left out (the trace keeps
+        it): it changed nothing, and the report that follows says so. Kept, it is what a small model
+        copies: the same prose fix, turn after turn. An empty one would be rejected by providers."""
+        if turn.tool_calls:
             self._add(turn.message())
 
     def add_tool_result(self, call_id: str, name: str, output: str) -> str | None:

@@ -26,6 +26,7 @@ from ..spec.format import ModelSpec, StopSpec
 from .status import LimitReached, NoProgress, Status, Stop
 
 REPEAT_LIMIT = 3
+RECHECKED = (Status.MAX_ITERATIONS, Status.NO_PROGRESS)
 READ_ONLY_TOOLS = {"read_file", "list_files", "search_files", "note", "read_artifact", "finish"}
 
 
@@ -145,10 +146,21 @@ class Progress:
     last_call: str = ""
     repeats: int = 0
     repeated: bool = False  # this iteration repeated a call REPEAT_LIMIT times
+    checked: str = ""  # the workdir's fingerprint when every check last ran (or at the start)
 
     def __post_init__(self) -> None:
         if self.scan and not self.print:
             self.print = fingerprint(self.workdir)
+        self.checked = self.checked or self.print or fingerprint(self.workdir)
+
+    def checked_now(self) -> None:
+        """Every check has just run on the workdir as it is."""
+        self.checked = fingerprint(self.workdir)
+
+    def unchecked(self, stop: Stop) -> bool:
+        """`stop` ends a run whose work may be done (its limit is on iterations, not on what it may
+        spend), and files changed since every check last ran: the checks' last word is out of date."""
+        return stop.status in RECHECKED and fingerprint(self.workdir) != self.checked
 
     def note_call(self, call: ToolCall) -> bool:
         """Count identical consecutive calls; True once the same call has come REPEAT_LIMIT times."""

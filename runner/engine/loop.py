@@ -1,6 +1,7 @@
 """The agent loop: query the model, execute its tool calls, verify, until something stops it.
 
     run()   while True: step(); a Stop, Ctrl-C or a LoopError ends it; `finally` saves the record
+            (a limit that stops changed work runs the checks once more: they may pass)
     step()  take a reloaded spec, check the limits, query the model, execute the calls, verify
 
 Policies live elsewhere: the prompt budget in context.py, limits and progress in limits.py,
@@ -23,6 +24,7 @@ from ..models.base import Model, ToolCall, Turn
 from ..models.tokens import Counter
 from ..record.artifacts import Artifacts
 from ..record.masking import mask
+from ..record.provenance import run_started
 from ..record.snapshot import Snapshot
 from ..record.trace import Observer, Record, activity
 from ..record.worktree import Isolation, commit_run
@@ -37,7 +39,6 @@ from .limits import Counters, Limits, Progress
 from .status import Failed, Finished, Interrupted, Stop, Verified
 from .subloop import run_subloop
 
-TEXT_CHARS = 20000  # of each model reply, in the trace
 PREVIEW_CHARS = 1000  # of each tool output, in the trace (the whole output is in the context or an artifact)
 FINISH_DECLINED = ("finish was not taken: {failed} failed in this same turn, and you have not seen the result yet. "
                    "Read it, fix what it shows, then call finish again.")
@@ -78,8 +79,9 @@ class Loop:
         else:
             opening = initial_messages(resolved.renderer(workdir), self.snapshot.files())
             self.context = Context(settings, counter, self.artifacts, opening)
-            if report:
-                self.context.add_user(report, "report")
+        self.context.roots = tuple(dict.fromkeys((str(workdir), os.path.realpath(workdir))))
+        if report and not state:
+            self.context.add_user(report, "report")
         self.configure(resolved, policy)
 
     def configure(self, resolved: Resolved, policy: Policy | None = None) -> None:
@@ -115,7 +117,10 @@ class Loop:
 
     def run(self, opening: tuple[str, dict[str, Any]] | None = None) -> Stop:
         outcome: Stop = Failed(RunError("the run ended on an unexpected error; see the traceback"))
-        kind, fields = opening or ("run_started", self.started_fields())
+        kind, fields = opening or ("run_started", run_started(
+            self.resolved, self.record.run_id, self.model.name, self.workdir, parent_run=self.parent,
+            sandbox=self.policy.backend, snapshot_ignored=self.snapshot.ignored[:50],
+            worktree=self.isolation.record() if self.isolation else None))
         self.emit(kind, **fields)
         self.record.write_spec(self.spec.document())
         self.save(checkpoint=True)  # a state.json from the start: resume needs one
@@ -126,7 +131,7 @@ class Loop:
             while True:
                 self.step()
         except Stop as stop:
-            outcome = stop
+            outcome = self.last_round(stop)
         except KeyboardInterrupt:
             outcome = self.stopped() or Interrupted("interrupted (Ctrl-C); `loop resume` continues the run")
         except LoopError as error:
@@ -153,6 +158,19 @@ class Loop:
         results = self.verify(ending)
         self.progress.iteration_done(turn.tool_calls, results)
         self.save()
+
+    def last_round(self, stop: Stop) -> Stop:
+        """Done means verified, whether or not the model said so: a run that max_iterations or
+        no_progress stops after files changed since the checks last ran gets one more round."""
+        if not self.spec.verify.checks or not self.progress.unchecked(stop):
+            return stop
+        try:
+            self.verify("limit")
+        except Verified as verified:
+            return Verified(f"{verified.message} when the run stopped ({stop.message})")
+        except (LoopError, KeyboardInterrupt):  # the run ends as it was going to
+            pass
+        return stop
 
     def stop(self, reason: Stop) -> None:
         """Stop the run from another thread (a batch's Ctrl-C or its limits): its commands die now,
@@ -204,13 +222,8 @@ class Loop:
         self.counters.add(turn.prompt_tokens, turn.completion_tokens, turn.cost_usd, turn.cached_tokens)
         if purpose == "act":
             self.counters.calibrate(turn.prompt_tokens, self.context.tokens())
-        self.emit("model_call", purpose=purpose, model=turn.model, prompt_tokens=turn.prompt_tokens,
-                  completion_tokens=turn.completion_tokens, cached_tokens=turn.cached_tokens,
-                  cache_write_tokens=turn.cache_write_tokens, cost_usd=turn.cost_usd,
-                  latency_s=round(turn.latency_s, 4), tool_calls=[c.name for c in turn.tool_calls],
-                  call_ids=[c.id for c in turn.tool_calls], response_id=turn.response_id,
-                  finish_reason=turn.finish_reason,
-                  text=turn.text[:TEXT_CHARS], context_tokens=self.context.tokens(), run=self.counters.totals())
+        self.emit("model_call", purpose=purpose, **turn.record(), context_tokens=self.context.tokens(),
+                  run=self.counters.totals())
         if warning := self.limits.unpriced(self.counters, turn.cost_usd, turn.model):
             self.emit("warning", message=warning)
 
@@ -270,24 +283,16 @@ class Loop:
         self.last_results = results
         self.emit("verify", final=ending is not None, results=[r.record() for r in results],
                   run=self.counters.totals())
+        whole = {c.name for c in self.spec.verify.checks} <= {r.name for r in results}
+        if whole:
+            self.progress.checked_now()
         if all(r.passed for r in results):
-            if len(results) == len(self.spec.verify.checks):
+            if whole:
                 raise Verified(f"all {len(results)} checks passed")
         else:
             self.context.add_user(failure_report(self.renderer, results, self.counters.iteration, ending,
                                                 list(self.toolbox.offered)), "report")
         return results
-
-    def started_fields(self) -> dict[str, Any]:
-        from .. import __version__
-        from ..record.provenance import git_info
-
-        return {"run_id": self.record.run_id, "spec_name": self.spec.name, "spec_sha256": self.resolved.sha256,
-                "spec_file": str(self.resolved.file), **git_info(self.resolved.file, self.resolved.files),
-                "loop_version": __version__, "model": self.model.name,
-                "workdir": str(self.workdir), "parent_run": self.parent, "pid": os.getpid(),
-                "sandbox": self.policy.backend, "snapshot_ignored": self.snapshot.ignored[:50],
-                "worktree": self.isolation.record() if self.isolation else None}
 
     def save(self, checkpoint: bool = False) -> None:
         units_bytes = self.record.append_units(self.context.new_units())

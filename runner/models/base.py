@@ -33,6 +33,9 @@ class ToolCall:
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": arguments}}
 
 
+TEXT_CHARS = 20000  # of each reply, in the trace
+
+
 @dataclass
 class Turn:
     text: str
@@ -46,6 +49,14 @@ class Turn:
     cache_write_tokens: int = 0  # of prompt_tokens: written to it (Anthropic prices these apart)
     response_id: str | None = None  # the provider's id of the reply
     finish_reason: str | None = None  # the provider's word for why the reply ended: stop, tool_calls, length...
+
+    def record(self) -> dict[str, Any]:
+        """What a `model_call` event says of this reply."""
+        return {"model": self.model, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "cached_tokens": self.cached_tokens, "cache_write_tokens": self.cache_write_tokens,
+                "cost_usd": self.cost_usd, "latency_s": round(self.latency_s, 4),
+                "tool_calls": [c.name for c in self.tool_calls], "call_ids": [c.id for c in self.tool_calls],
+                "response_id": self.response_id, "finish_reason": self.finish_reason, "text": self.text[:TEXT_CHARS]}
 
     def message(self) -> dict[str, Any]:
         """The assistant message as it goes back into the context (an empty reply goes back as none:

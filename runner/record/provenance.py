@@ -1,11 +1,14 @@
-"""Where a spec came from: the git commit of its repository, and whether the file differs from it."""
+"""Where a run and its spec came from: the `run_started` fields, the git commit of the spec's
+repository, and whether the file differs from it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import RunError
+from ..spec.resolve import Resolved
 from .worktree import git
 
 
@@ -16,6 +19,15 @@ def _git(folder: Path, *args: str) -> str | None:
     except RunError:
         return None
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+def run_started(resolved: Resolved, run_id: str, model: str, workdir: Path, **more: Any) -> dict[str, Any]:
+    """The `run_started` event's fields: what runs, from which spec at which commit, with which loop."""
+    from .. import __version__
+
+    return {"run_id": run_id, "spec_name": resolved.spec.name, "spec_sha256": resolved.sha256,
+            "spec_file": str(resolved.file), **git_info(resolved.file, resolved.files), "loop_version": __version__,
+            "model": model, "workdir": str(workdir), "pid": os.getpid(), **more}
 
 
 def git_info(spec_file: Path, chain: list[Path] | None = None) -> dict[str, Any]:

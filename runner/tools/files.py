@@ -23,6 +23,8 @@ MAX_SEARCH_BYTES = 2 * 1024 * 1024
 FOLDER_HINT = 20  # files named when read_file is given a folder
 MADE_BEFORE = "{path} has the new text in place already: this edit was made before; nothing changed"
 WHOLE_LINES = 100  # read_file returns files this short whole, whatever range was asked for
+SHOWN_AROUND = 4  # lines before and after an edit that its result shows
+SHOWN_MOST = 40  # an edit that changed more lines than this is not shown
 
 
 def read_file(ws: Workspace, path: str, start_line: int | None = None, end_line: int | None = None) -> str:
@@ -79,8 +81,10 @@ def edit_file(ws: Workspace, path: str, old: str, new: str, replace_all: bool = 
                           "in `new`")
     if count == 1 and in_place(text, old, new):  # `new` extends `old` and is there: a second time adds a copy
         return MADE_BEFORE.format(path=path)
-    ws.write_bytes(target, text.replace(old, new, -1 if replace_all else 1).encode("utf-8", errors="surrogateescape"))
-    return f"edited {path}: replaced {lines} line(s)" + (f", {count} times" if count > 1 else "")
+    edited = text.replace(old, new, -1 if replace_all else 1)
+    ws.write_bytes(target, edited.encode("utf-8", errors="surrogateescape"))
+    return (f"edited {path}: replaced {lines} line(s)" + (f", {count} times" if count > 1 else "")
+            + _now_reads(path, text, edited))
 
 
 def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, new: str) -> str:
@@ -98,7 +102,22 @@ def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, n
     if edited == text:
         return "the old text matched apart from whitespace, and the new text is the same; nothing changed"
     ws.write_bytes(target, edited.encode("utf-8", errors="surrogateescape"))
-    return f"edited {path}: the old text matched apart from whitespace; {how}"
+    return f"edited {path}: the old text matched apart from whitespace; {how}" + _now_reads(path, text, edited)
+
+
+def _now_reads(path: str, before: str, after: str) -> str:
+    """The changed lines as the file has them now, with a few around them: the model sees what its
+    edit did, and what is next to it (the second bug a line below), without reading the file again."""
+    old, new = before.splitlines(), after.splitlines()
+    first = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+    tail = next((i for i, (a, b) in enumerate(zip(reversed(old[first:]), reversed(new[first:]))) if a != b),
+                min(len(old), len(new)) - first)
+    last = len(new) - tail  # one past the last changed line of the new text
+    if last - first > SHOWN_MOST or not new:
+        return ""
+    start, end = max(first - SHOWN_AROUND, 0), min(last + SHOWN_AROUND, len(new))
+    shown = "\n".join(new[start:end]).encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+    return f"\n{path} lines {start + 1}-{end} of {len(new)} now read:\n```\n{shown}\n```"
 
 
 def _in_line_endings(text: str, snippet: str) -> str:
