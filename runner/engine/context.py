@@ -20,7 +20,6 @@ into the memory block. Tool outputs over `offload_over_tokens` become artifacts.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
