@@ -41,7 +41,7 @@ def initial_messages(renderer: Renderer, files: list[str]) -> list[dict[str, Any
             {"role": "user", "content": mask(renderer.task(files=files))}]
 
 
-def _masked(message: dict[str, Any], roots: tuple[str, ...] = ()) -> dict[str, Any]:
+def _masked(message: dict[str, Any], roots: tuple[str, ...]) -> dict[str, Any]:
     """No secret reaches the model: whatever a message carries (a rendered `{{ env.TOKEN }}`, a check's
     output, a judge's reasons, a file's content) is masked on its way into the context. Paths in
     the workdir (`roots`) become relative, as the tools take them: a traceback's absolute path

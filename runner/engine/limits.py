@@ -157,7 +157,7 @@ class Progress:
         """Every check has just run on the workdir as it is."""
         self.checked = fingerprint(self.workdir)
 
-    def unchecked(self, stop: Stop) -> bool:
+    def needs_last_round(self, stop: Stop) -> bool:
         """`stop` ends a run whose work may be done (its limit is on iterations, not on what it may
         spend), and files changed since every check last ran: the checks' last word is out of date."""
         return stop.status in RECHECKED and fingerprint(self.workdir) != self.checked

@@ -162,7 +162,7 @@ class Loop:
     def last_round(self, stop: Stop) -> Stop:
         """Done means verified, whether or not the model said so: a run that max_iterations or
         no_progress stops after files changed since the checks last ran gets one more round."""
-        if not self.spec.verify.checks or not self.progress.unchecked(stop):
+        if not self.spec.verify.checks or not self.progress.needs_last_round(stop):
             return stop
         try:
             self.verify("limit")
