@@ -6,6 +6,7 @@ start builds llama.cpp, ~6 minutes), runs each task of bench/tasks/ (and the qui
 Run by hand, never in CI:
 
     python bench/real_model.py [--runs 3] [--quickstart-runs 5] [--tasks quickstart,lint] [--tree DIR] [--out FILE]
+                               [--at-start] [--checks-on change] [--tool-choice required]
 
 `--tree DIR` runs the `loop` of another checkout (e.g. an older commit) against the same tasks.
 """
@@ -47,8 +48,8 @@ def tasks() -> dict[str, tuple[Path, str]]:
 
 
 def prepare(folder: Path, spec_name: str, api_base: str, into: Path, tool_choice: str | None = None,
-            at_start: bool = False) -> Path:
-    """A fresh copy of the task whose spec talks to the real model (`at_start`: with verify.at_start)."""
+            verify: dict[str, Any] | None = None) -> Path:
+    """A fresh copy of the task whose spec talks to the real model, with `verify` options (at_start, on) set."""
     shutil.copytree(folder, into, ignore=shutil.ignore_patterns("*.script.yaml", "__pycache__", ".loop*"))
     spec_file = into / spec_name
     spec = yaml.safe_load(spec_file.read_text())
@@ -57,19 +58,18 @@ def prepare(folder: Path, spec_name: str, api_base: str, into: Path, tool_choice
                      "max_output_tokens": 1024,  # a reply that long is a loop: repeated text until the timeout
                      **({"tool_choice": tool_choice} if tool_choice else {})}
     spec.setdefault("stop", {}).setdefault("timeout", "8m")
-    if at_start:
-        verify = spec.get("verify") or []
-        spec["verify"] = {**verify, "at_start": True} if isinstance(verify, dict) else {"checks": verify,
-                                                                                         "at_start": True}
+    if verify:
+        checks = spec.get("verify") or []
+        spec["verify"] = {**checks, **verify} if isinstance(checks, dict) else {"checks": checks, **verify}
     spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     return spec_file
 
 
 def run_once(name: str, api_base: str, tree: Path, tool_choice: str | None = None,
-             at_start: bool = False) -> dict[str, Any]:
+             verify: dict[str, Any] | None = None) -> dict[str, Any]:
     folder, spec_name = tasks()[name]
     scratch = Path(tempfile.mkdtemp(prefix=f"loop-real-{name}-"))
-    spec_file = prepare(folder, spec_name, api_base, scratch / "work", tool_choice, at_start)
+    spec_file = prepare(folder, spec_name, api_base, scratch / "work", tool_choice, verify)
     env = {**os.environ, "LOCAL_LLM_KEY": "dummy", "PYTHONPATH": str(tree)}
     command = [sys.executable, "-P", "-m", "runner", "run", str(spec_file), "--json", "-q",
                "--runs-dir", str(scratch / "runs")]
@@ -110,7 +110,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write every run's result here, as JSON")
     parser.add_argument("--tool-choice", choices=["adaptive", "required", "auto"], help="set the model's tool_choice")
     parser.add_argument("--at-start", action="store_true", help="run every task with verify.at_start: true")
+    parser.add_argument("--checks-on", choices=["finish", "every_iteration", "change"], help="set every task's verify.on")
     args = parser.parse_args()
+    verify = {**({"at_start": True} if args.at_start else {}), **({"on": args.checks_on} if args.checks_on else {})}
     api_base = serve()
     results = []
     rounds = max(args.runs, args.quickstart_runs)
@@ -118,7 +120,7 @@ def main() -> None:
         for name in args.tasks.split(","):
             if round_ >= (args.quickstart_runs if name == "quickstart" else args.runs):
                 continue
-            result = run_once(name, api_base, args.tree.resolve(), args.tool_choice, args.at_start)
+            result = run_once(name, api_base, args.tree.resolve(), args.tool_choice, verify)
             results.append(result)
             print(f"[{round_ + 1}] {name}: {result['status']} in {result['iterations']} iterations, "
                   f"{result['wall_s']:.0f} s  {result['message'][:100]}", flush=True)

@@ -17,13 +17,27 @@ stop: {max_iterations: 4}
 """
 
 
-def test_an_empty_reply_goes_back_as_a_valid_message_with_feedback(write, provider, loop_cli):
+def test_an_empty_reply_is_asked_again_for_a_tool_call_in_the_same_iteration(write, provider, loop_cli):
+    provider.add(reply("", [("list_files", {})]), reply("```"),
+                 reply("", [("write_file", {"path": "done.txt", "content": "ok"}), ("finish", {})]))
+    result = loop_cli("run", provider_spec(write, provider.url, DONE), "--json")
+    assert result.exit_code == 0, result.output
+    first, second, again = provider.requests
+    assert first["tool_choice"] == "required"  # the first turn has nothing to answer in prose
+    assert "tool_choice" not in second and again["tool_choice"] == "required"
+    assert again["messages"] == second["messages"]  # the empty reply left no trace in the context
+    folder = run_folder(Path("runs"))
+    assert [e["iteration"] for e in events(folder, "model_call")] == [1, 2, 2]
+    assert len(events(folder, "verify")) == 1  # no check round for the empty reply
+
+
+def test_an_empty_reply_to_an_insisting_request_goes_back_as_valid_messages_with_feedback(write, provider, loop_cli):
     provider.add(reply(""), reply("", [("write_file", {"path": "done.txt", "content": "ok"}), ("finish", {})]))
     result = loop_cli("run", provider_spec(write, provider.url, DONE), "--json")
     assert result.exit_code == 0, result.output
     second = provider.requests[1]["messages"]
     assert all(m.get("content") or m.get("tool_calls") for m in second if m["role"] == "assistant")
-    assert "Your last reply was empty" in second[-1]["content"] and not provider.ran_out
+    assert "Your last reply was empty: no words" in second[-1]["content"] and not provider.ran_out
 
 
 def test_a_reply_without_tool_calls_is_told_it_changed_nothing(write, loop_cli):
@@ -160,10 +174,10 @@ def _prompt_before(turn: int) -> list[dict]:
 
 
 def test_after_a_prose_reply_the_provider_is_asked_for_a_tool_call(write, provider, loop_cli):
-    provider.add(reply("You should change done.txt."),
+    provider.add(reply("", [("list_files", {})]), reply("You should change done.txt."),
                  reply("", [("write_file", {"path": "done.txt", "content": "ok"}), ("finish", {})]))
     assert loop_cli("run", provider_spec(write, provider.url, DONE)).exit_code == 0
-    assert [r.get("tool_choice") for r in provider.requests] == [None, "required"]
+    assert [r.get("tool_choice") for r in provider.requests] == ["required", None, "required"]  # first, after prose
 
 
 def test_a_provider_that_refuses_tool_choice_is_asked_again_without_it(write, provider, loop_cli):
@@ -175,7 +189,7 @@ def test_a_provider_that_refuses_tool_choice_is_asked_again_without_it(write, pr
                  reply("", [("write_file", {"path": "done.txt", "content": "ok"}), ("finish", {})]))
     assert loop_cli("run", provider_spec(write, provider.url, DONE)).exit_code == 0
     asked = [r.get("tool_choice") for r in provider.requests]
-    assert asked == [None, "required", None, None]  # refused once, then never asked again
+    assert asked == ["required", None, None, None]  # refused once, then never asked again
 
 
 def test_tool_choice_required_and_auto(write, provider, loop_cli):
@@ -210,6 +224,26 @@ verify:
     calls = events(run_folder(Path("runs")), "tool_call")
     assert [c["ok"] for c in calls[:2]] == [False, False] and "is read-only for you" in calls[0]["output_preview"]
     assert Path("guarded/a.txt").read_text() == "original\n"
+
+
+def test_reading_a_read_only_test_says_so_and_shows_the_code_it_tests(write, loop_cli):
+    write("calc.py", "def add(a, b):\n    return a - b\n")
+    write("tests/test_calc.py", "from calc import add\n")
+    path = spec(write, """
+        - tools:
+            - read_file: {path: tests/test_calc.py}
+            - read_file: {path: calc.py}
+        """, """
+verify:
+  - {name: untouched, file: {path: "tests/**", unchanged: true}}
+  - {name: done, file: {path: done.txt, exists: true}}
+stop: {max_iterations: 1}
+""")
+    loop_cli("run", path)
+    test, code = (c["output_preview"] for c in events(run_folder(Path("runs")), "tool_call"))
+    assert test.startswith("from calc import add\n\n[`tests/test_calc.py` is read-only for you")
+    assert "change the code it tests: calc.py, which holds:\n```\ndef add(a, b):\n    return a - b\n```]" in test
+    assert code == "def add(a, b):\n    return a - b\n"  # a file the agent may change has no note
 
 
 def test_checks_at_start_open_the_work_with_the_real_failures_or_end_it_verified(write, loop_cli):

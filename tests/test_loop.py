@@ -170,6 +170,30 @@ def test_checks_on_every_iteration_can_verify_without_a_finish(write, loop_cli):
     assert json.loads(result.stdout)["status"] == "verified" and json.loads(result.stdout)["iterations"] == 1
 
 
+def test_checks_on_change_run_after_an_iteration_that_changed_files_and_no_other(write, loop_cli):
+    body = ("verify:\n  on: change\n  checks:\n    - {name: done, file: {path: done.txt, contains: ok}}\n"
+            "    - {name: later, file: {path: a.txt, exists: true}, when: finish}\n")
+    turns = """
+        - tools:
+            - read_file: {path: x.txt}
+        - tools:
+            - write_file: {path: done.txt, content: not yet}
+        - tools:
+            - write_file: {path: done.txt, content: not yet}
+        - tools:
+            - write_file: {path: done.txt, content: ok}
+        - tools:
+            - write_file: {path: a.txt, content: here}
+            - finish: {}
+        """
+    write("x.txt", "x")
+    result = loop_cli("run", spec(write, turns, body), "--json")
+    assert json.loads(result.stdout)["status"] == "verified"
+    rounds = events(run_folder(Path("runs")), "verify")
+    assert [(e["iteration"], [r["name"] for r in e["results"]]) for e in rounds] == [
+        (2, ["done"]), (4, ["done"]), (5, ["done", "later"])]  # no round for a read, nor for a rewrite that changed nothing
+
+
 def test_secrets_from_the_environment_never_reach_any_written_file(write, loop_cli, monkeypatch, tmp_path):
     secret = "s3cr3t-value-4242"
     monkeypatch.setenv("MY_API_TOKEN", secret)

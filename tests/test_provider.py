@@ -101,7 +101,7 @@ def test_a_bad_request_is_not_retried_and_fallbacks_take_over(write, provider, l
     try:
         provider.add(failure(400))
         backup.add(reply("", [("write_file", {"path": "a.txt", "content": "x"})]), reply("done"))
-        extra = f"  fallbacks:\n    - {{name: openai/backup-model, api_base: {backup.url}}}"
+        extra = f"  tool_choice: auto\n  fallbacks:\n    - {{name: openai/backup-model, api_base: {backup.url}}}"
         path = provider_spec(write, provider.url, "verify:\n  - {name: a, file: {path: a.txt}}\n", extra=extra)
         result = loop_cli("run", path, "--json")
     finally:

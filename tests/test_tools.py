@@ -81,7 +81,8 @@ def test_edit_fails_when_the_old_text_is_absent_or_ambiguous(box, tmp_path):
     assert not absent.ok and "not found" in absent.output
     guessed = call(box, "edit_file", path="a.txt", old="print('Hello, world!')", new="x").output
     assert "The whole file:\n```\nalpha\nbeta\ngamma\n```" in guessed  # nothing near, and the file is short
-    assert not ambiguous.ok and "occurs 2 times" in ambiguous.output and "replace_all" in ambiguous.output
+    assert not ambiguous.ok and "occurs 2 times" in ambiguous.output
+    assert '- line 1: old "x\\nx", new "y\\nx"\n- line 2: old "x\\nx", new "x\\ny"' in ambiguous.output
     assert (tmp_path / "work/dup.txt").read_text() == "x\nx\n"
     every = call(box, "edit_file", path="dup.txt", old="x", new="y", replace_all=True)
     assert every.ok and "2 times" in every.output and (tmp_path / "work/dup.txt").read_text() == "y\ny\n"
@@ -306,16 +307,26 @@ def test_a_refused_edit_of_a_test_points_at_the_code_it_tests(write, tmp_path):
     assert not spec_refused.ok and "change the code it tests" not in spec_refused.output
 
 
-def test_an_ambiguous_edit_shows_each_place_with_the_lines_that_tell_them_apart(box, tmp_path):
-    (tmp_path / "work/calc.py").write_text("def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n"
+def test_an_ambiguous_edit_offers_each_place_as_an_edit_to_copy_its_own_last_edit_last(box, tmp_path):
+    (tmp_path / "work/calc.py").write_text("def add(a, b):\n    return a - b\n\n\ndef multiply(a, b):\n"
                                            "    return a + b\n")
+    assert call(box, "edit_file", path="calc.py", old="return a - b", new="return a + b").ok
     refused = call(box, "edit_file", path="calc.py", old="return a + b", new="return a * b")
     assert not refused.ok and "occurs 2 times in calc.py" in refused.output
-    assert "At line 2:\n```\ndef add(a, b):\n    return a + b\n\n```" in refused.output
-    assert "At line 6:\n```\ndef multiply(a, b):\n    return a + b\n```" in refused.output
+    mine = '- line 2: old "def add(a, b):\\n    return a + b", new "def add(a, b):\\n    return a * b"'
+    other = '- line 6: old "def multiply(a, b):\\n    return a + b", new "def multiply(a, b):\\n    return a * b"'
+    assert f"{other}\n{mine} (your last edit of this file wrote it)" in refused.output  # the other one first
+    same = call(box, "edit_file", path="calc.py", old="return a + b", new="return a + b").output
+    assert "old and new are the same" in same and "line 6" not in same  # no choice that would change nothing
     done = call(box, "edit_file", path="calc.py", old="def multiply(a, b):\n    return a + b",
-                new="def multiply(a, b):\n    return a * b")  # a block copied from the refusal: unique
+                new="def multiply(a, b):\n    return a * b")  # the edit copied from the refusal: unique
     assert done.ok and (tmp_path / "work/calc.py").read_text().endswith("    return a * b\n")
+
+
+def test_an_ambiguous_edit_that_no_nearby_lines_make_unique_shows_its_places(box, tmp_path):
+    (tmp_path / "work/same.txt").write_text("a\nb\nc\nd\ne\nf\ng\nh\n" * 2)
+    refused = call(box, "edit_file", path="same.txt", old="d", new="D")
+    assert "- line 4, among:\n```\nc\nd\ne\n```\n- line 12, among:\n```\nc\nd\ne\n```" in refused.output
 
 
 def test_an_edit_shows_the_lines_it_changed_with_those_around_them(box, tmp_path):

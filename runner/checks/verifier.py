@@ -43,9 +43,11 @@ class Verifier:
         self.snapshot = snapshot
         self.judges: dict[str, Model] = {}  # one per judge check, so a scripted reviewer keeps its place
 
-    def due(self, final: bool) -> list[Check]:
-        """At a finish every check runs; between, those that run on every iteration."""
-        return [c for c in self.spec.verify.checks if final or self.spec.check_when(c) == "every_iteration"]
+    def due(self, final: bool, changed: bool = False) -> list[Check]:
+        """At a finish every check runs; between, those that run on every iteration, and those that
+        run on a change when the iteration changed files."""
+        between = {"every_iteration", "change"} if changed else {"every_iteration"}
+        return [c for c in self.spec.verify.checks if final or self.spec.check_when(c) in between]
 
     def run(self, checks: list[Check], iteration: int, time_left: float | None) -> list[CheckResult]:
         """One round: guarded files restored first, then `checks` in parallel; the guard's failure, if any, leads."""

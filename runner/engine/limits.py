@@ -171,11 +171,15 @@ class Progress:
             self.repeated = True
         return self.repeats >= REPEAT_LIMIT
 
-    def iteration_done(self, calls: list[ToolCall], results: list[Any] | None) -> None:
-        changed = False
-        if self.scan and any(c.name not in READ_ONLY_TOOLS for c in calls):
-            now = fingerprint(self.workdir)
-            changed, self.print = now != self.print, now
+    def files_changed(self, calls: list[ToolCall]) -> bool:
+        """Whether this iteration's calls changed the workdir (not looked at when no one asks)."""
+        if not self.scan or all(c.name in READ_ONLY_TOOLS for c in calls):
+            return False
+        now = fingerprint(self.workdir)
+        changed, self.print = now != self.print, now
+        return changed
+
+    def iteration_done(self, changed: bool, results: list[Any] | None) -> None:
         improved = self._improved(results or [])
         self.streak = 0 if (changed or improved) and not self.repeated else self.streak + 1
         self.repeated = False

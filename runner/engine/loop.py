@@ -68,9 +68,9 @@ class Loop:
         self.artifacts = Artifacts(record.folder / "artifacts", state.get("artifacts", 0))
         folder = record.folder / "snapshot"
         self.snapshot = Snapshot.load(workdir, folder) if state else Snapshot.take(workdir, folder)
-        self.progress = Progress(workdir, resolved.spec.stop.no_progress is not None, **state.get("progress", {}))
+        self.progress = Progress(workdir, resolved.spec.watches_workdir(), **state.get("progress", {}))
         self.last_results: list[CheckResult] = []
-        self.drifted = False  # the last reply called no tool
+        self.insist = True  # ask for a tool call: at the first turn (nothing to answer yet), after a prose reply
         self.baselines: dict[str, float | None] = dict(state.get("baselines", {}))
         counter, settings = Counter(resolved.spec.model.name), resolved.spec.context
         if state:
@@ -91,7 +91,7 @@ class Loop:
         self.resolved, self.spec = resolved, resolved.spec
         self.renderer = resolved.renderer(self.workdir)
         self.limits = Limits(self.spec.stop, self.spec.model, self.spec.context.budget_tokens)
-        self.progress.scan = self.spec.stop.no_progress is not None
+        self.progress.scan = self.spec.watches_workdir()
         protect = [self.renderer.field(("protect", i), glob) for i, glob in enumerate(self.spec.protect)]
         protect += [self.renderer.field(("verify", "checks", i, "file", "path"), check.file.path)  # guarded files:
                     for i, check in enumerate(self.spec.verify.checks)  # a write could only fail the check later
@@ -152,11 +152,12 @@ class Loop:
         self.counters.iteration += 1
         turn = self.query()
         ending = self.execute(turn)
-        self.drifted = ending in ("no_tool", "empty")  # then the next request asks for a tool call
+        self.insist = ending in ("no_tool", "empty")
         if (stopped := self.stopped()) is not None:  # stopped while the tools ran: no checks of killed commands
             raise stopped
-        results = self.verify(ending)
-        self.progress.iteration_done(turn.tool_calls, results)
+        changed = self.progress.files_changed(turn.tool_calls)
+        results = self.verify(ending, changed)
+        self.progress.iteration_done(changed, results)
         self.save()
 
     def last_round(self, stop: Stop) -> Stop:
@@ -194,14 +195,20 @@ class Loop:
             compaction = self.context.fit(self.summarize)
             if compaction:
                 self.emit("compaction", **compaction)
-            with activity(self.display, f"waiting for {self.model.name}"):
-                turn = self.model.complete(self.context.prompt(), self.toolbox.schemas(), deadline=self.deadline(),
-                                           require_tool=self.drifted)
+            turn = self.ask(require_tool=self.insist)
+            if turn.empty and not self.insist:  # a failed generation, not an answer: asked once more, for a tool call
+                turn = self.ask(require_tool=True)
         except ModelError:
             self.limits.check_time(self.counters)  # a call cut short by the run's timeout ends it as a timeout
             raise
-        self.account(turn, "act")
         self.context.add_turn(turn)
+        return turn
+
+    def ask(self, require_tool: bool) -> Turn:
+        with activity(self.display, f"waiting for {self.model.name}"):
+            turn = self.model.complete(self.context.prompt(), self.toolbox.schemas(), deadline=self.deadline(),
+                                       require_tool=require_tool)
+        self.account(turn, "act")
         return turn
 
     def summarize(self, previous: str, transcript: str) -> str:
@@ -231,7 +238,7 @@ class Loop:
         """Run the turn's calls, `finish` after all the others. Return why the agent's work ends with
         this turn: "finish", "no_tool" (a reply that called no tool) or "empty"; None if it goes on."""
         if not turn.tool_calls:
-            return "no_tool" if turn.text.strip() else "empty"
+            return "empty" if turn.empty else "no_tool"
         ending: str | None = None
         failed: list[str] = []
         for call in sorted(turn.tool_calls, key=lambda c: c.name == "finish"):  # stable: the rest keep their order
@@ -269,11 +276,12 @@ class Loop:
                   **tail, **result.record)
         return result
 
-    def verify(self, ending: str | None) -> list[CheckResult] | None:
-        """Run the checks that are due; all of them passing in one round ends the run verified."""
+    def verify(self, ending: str | None, changed: bool = False) -> list[CheckResult] | None:
+        """Run the checks that are due (`changed`: this iteration changed files); all of them passing
+        in one round ends the run verified."""
         if ending and not self.spec.verify.checks:
             raise Finished("the model stopped, and no checks are defined")
-        checks = self.verifier.due(final=ending is not None)
+        checks = self.verifier.due(final=ending is not None, changed=changed)
         if not checks:
             return None
         with activity(self.display, f"checking {', '.join(c.name for c in checks)}"):

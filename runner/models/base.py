@@ -50,6 +50,11 @@ class Turn:
     response_id: str | None = None  # the provider's id of the reply
     finish_reason: str | None = None  # the provider's word for why the reply ended: stop, tool_calls, length...
 
+    @property
+    def empty(self) -> bool:
+        """No tool call and not a word: a generation that failed (a small model's stray "```"), not an answer."""
+        return not self.tool_calls and not any(ch.isalnum() for ch in self.text)
+
     def record(self) -> dict[str, Any]:
         """What a `model_call` event says of this reply."""
         return {"model": self.model, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,

@@ -67,8 +67,8 @@ class Endpoint(Strict):
     script: str | None = Field(None, description="For `scripted`: the script of turns to replay.")
     tool_choice: Literal["adaptive", "required", "auto"] = Field(
         "adaptive", description="`required` asks the provider for a tool call on every turn; `adaptive` on the "
-        "turn after a reply that called no tool (a model drifting into prose); `auto` never. A provider that "
-        "refuses the setting is asked again without it.")
+        "first turn, on the turn after a reply that called no tool (a model drifting into prose) and again "
+        "after an empty reply; `auto` never. A provider that refuses the setting is asked again without it.")
 
     @model_validator(mode="after")
     def _script_only_for_scripted(self) -> Endpoint:
@@ -222,7 +222,7 @@ class Check(Strict):
     file: FileCheck | None = None
     judge: JudgeCheck | None = None
     timeout: Duration = 300.0
-    when: Literal["finish", "every_iteration"] | None = Field(None, description="Overrides verify.on.")
+    when: Literal["finish", "every_iteration", "change"] | None = Field(None, description="Overrides verify.on.")
     writable: bool = Field(False, description="The check's commands may write the workdir (a build, say). "
                            "Off by default: checks see the workdir read-only.")
 
@@ -246,7 +246,10 @@ class Check(Strict):
 
 
 class VerifySpec(Strict):
-    on: Literal["finish", "every_iteration"] = "finish"
+    on: Literal["finish", "every_iteration", "change"] = Field(
+        "finish", description="When the checks run besides a finish (and a reply that calls no tool): `finish` "
+        "never; `every_iteration` after each iteration; `change` after each iteration that changed a file in the "
+        "workdir, so that work is verified the moment it is done and each edit gets its checks' word.")
     at_start: bool = Field(False, description="Run every check once before the model's first move: the report of "
                            "those that fail opens the work (the model starts from the real failures, not a guess), "
                            "and a run whose checks all pass already ends verified with no model call.")
@@ -394,6 +397,10 @@ class Spec(Strict):
 
     def check_when(self, check: Check) -> str:
         return check.when or self.verify.on
+
+    def watches_workdir(self) -> bool:
+        """Whether a run fingerprints the workdir after each iteration that could change it."""
+        return self.stop.no_progress is not None or any(self.check_when(c) == "change" for c in self.verify.checks)
 
     def tool(self, name: str) -> ToolSpec | None:
         return next((t for t in self.tools if t.name == name), None)

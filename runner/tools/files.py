@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import ToolFailure
 from ..record.search import Search
-from .matching import closest, done_already, in_place, loosely, occurrences
+from .matching import choices, closest, done_already, in_place, loosely
 from .workspace import Workspace
 
 MAX_LISTED = 1000
@@ -35,6 +35,13 @@ def read_file(ws: Workspace, path: str, start_line: int | None = None, end_line:
         raise ToolFailure(f"`{path}` is a folder, not a file; files in it: {', '.join(inside[:FOLDER_HINT]) or 'none'}"
                           f"{more}")
     text = ws.read_bytes(target).decode("utf-8", errors="replace")
+    # Said under a read-only file: a small model that reads a failing test goes on to edit it, unless
+    # the result says there and then that it cannot, and shows the code the test exercises.
+    shown, read_only = _read_lines(text, start_line, end_line), ws.read_only(target)
+    return f"{shown.rstrip(chr(10))}\n\n[{read_only}]" if read_only else shown
+
+
+def _read_lines(text: str, start_line: int | None, end_line: int | None) -> str:
     lines = text.splitlines(keepends=True)
     if start_line is None and end_line is None or len(lines) <= WHOLE_LINES:  # a range of a short file hides more
         return text if text else "(empty file)"
@@ -72,17 +79,18 @@ def edit_file(ws: Workspace, path: str, old: str, new: str, replace_all: bool = 
     count = text.count(old) if old else 0
     if count == 0:
         return _edit_loosely(ws, target, path, text, old, new)
-    if count > 1 and not replace_all:
-        raise ToolFailure(f"the old text occurs {count} times in {path}, so it is not clear which to change. "
-                          f"{occurrences(text, old)}Put the line before or after it into `old` (and `new`) to "
-                          "make it unique, or set replace_all to replace every one")
-    if old == new:
+    if old == new:  # said before any ambiguity: the choices it offers would change nothing either
         raise ToolFailure("old and new are the same, so this edit would change nothing; put the corrected text "
                           "in `new`")
+    if count > 1 and not replace_all:
+        # No word of replace_all here: small models take it up, and change every one.
+        raise ToolFailure(f"the old text occurs {count} times in {path}, so it is not clear which to change; "
+                          "nothing changed. To change one, call edit_file again with its lines:\n"
+                          f"{choices(text, old, new, ws.written.get(target))}")
     if count == 1 and in_place(text, old, new):  # `new` extends `old` and is there: a second time adds a copy
         return MADE_BEFORE.format(path=path)
     edited = text.replace(old, new, -1 if replace_all else 1)
-    ws.write_bytes(target, edited.encode("utf-8", errors="surrogateescape"))
+    _write_edit(ws, target, text, edited)
     return (f"edited {path}: replaced {lines} line(s)" + (f", {count} times" if count > 1 else "")
             + _now_reads(path, text, edited))
 
@@ -101,18 +109,21 @@ def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, n
     edited, how = loose
     if edited == text:
         return "the old text matched apart from whitespace, and the new text is the same; nothing changed"
-    ws.write_bytes(target, edited.encode("utf-8", errors="surrogateescape"))
+    _write_edit(ws, target, text, edited)
     return f"edited {path}: the old text matched apart from whitespace; {how}" + _now_reads(path, text, edited)
+
+
+def _write_edit(ws: Workspace, target: Path, before: str, after: str) -> None:
+    ws.write_bytes(target, after.encode("utf-8", errors="surrogateescape"))
+    first, last = _changed(before.splitlines(), after.splitlines())
+    ws.written[target] = (first + 1, last)  # for `choices`: the lines this edit wrote, 1-based
 
 
 def _now_reads(path: str, before: str, after: str) -> str:
     """The changed lines as the file has them now, with a few around them: the model sees what its
     edit did, and what is next to it (the second bug a line below), without reading the file again."""
-    old, new = before.splitlines(), after.splitlines()
-    first = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
-    tail = next((i for i, (a, b) in enumerate(zip(reversed(old[first:]), reversed(new[first:]))) if a != b),
-                min(len(old), len(new)) - first)
-    last = len(new) - tail  # one past the last changed line of the new text
+    new = after.splitlines()
+    first, last = _changed(before.splitlines(), new)
     if last - first > SHOWN_MOST or not new:
         return ""
     start, end = max(first - SHOWN_AROUND, 0), min(last + SHOWN_AROUND, len(new))
@@ -159,3 +170,11 @@ def search_files(ws: Workspace, pattern: str, path: str = ".", glob: str | None 
                 if len(matches) > MAX_MATCHES:
                     return "\n".join(matches[:MAX_MATCHES]) + "\n[... more matches; narrow the search]"
     return "\n".join(matches) if matches else "(no matches)"
+
+
+def _changed(old: list[str], new: list[str]) -> tuple[int, int]:
+    """The lines of `new` that differ from `old`: the first (0-based) and one past the last."""
+    first = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+    tail = next((i for i, (a, b) in enumerate(zip(reversed(old[first:]), reversed(new[first:]))) if a != b),
+                min(len(old), len(new)) - first)
+    return first, len(new) - tail

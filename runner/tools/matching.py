@@ -14,9 +14,11 @@ that a retried edit changes nothing.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import heapq
 import itertools
+import json
 import re
 
 # The agent controls both the file and `old`: bounds keep every loose reading and hint under a second.
@@ -25,6 +27,8 @@ MAX_HINT_OLD_CHARS = 1000  # a longer `old` gets no closest-match hint (the clos
 HINT_ANCHORS = 3  # candidate places compared closely
 MIN_LIKENESS = 0.5
 MAX_REFLOW_WORDS = 200
+MAX_CHOICE_CHARS = 600  # a longer widened edit is shown as lines to read, not as an edit to copy
+WIDEN_MOST = 3  # lines added on either side of an ambiguous `old` to make it unique
 
 
 def _indent(line: str) -> str:
@@ -123,18 +127,49 @@ def _places(text: str, snippet: str) -> list[re.Match[str]]:
     return list(itertools.islice(re.finditer(r"\s+".join(map(re.escape, words)), text), 2))
 
 
-def occurrences(text: str, old: str, most: int = 3) -> str:
-    """Where the ambiguous `old` occurs, each with the line before and after it: a model that cannot
-    tell which one to change copies the block of the one it means."""
-    lines, blocks = text.splitlines(), list[str]()
-    size = max(len(old.strip("\r\n").splitlines()), 1)
-    start = 0
-    while len(blocks) < most and (found := text.find(old, start)) >= 0:
-        at = text.count("\n", 0, found)
-        shown = "\n".join(lines[max(at - 1, 0):at + size + 1])
-        blocks.append(f"At line {at + 1}:\n```\n{shown}\n```")
-        start = found + max(len(old), 1)
-    return "\n".join(blocks) + "\n"
+def choices(text: str, old: str, new: str, written: tuple[int, int] | None = None, most: int = 3) -> str:
+    """Each place the ambiguous `old` occurs, as the whole edit that would change only it: `old` and
+    `new` widened by the lines around it until `old` is unique. A small model cannot widen `old`
+    itself, but copies a ready edit. A place inside `written` (the lines the agent's last edit of
+    the file wrote) comes last and says so: a follow-up edit seldom means the text just written."""
+    lines = text.splitlines(keepends=True)
+    starts = list(itertools.accumulate((len(line) for line in lines), initial=0))
+    places, found = [], text.find(old)
+    while found >= 0 and old:
+        places.append(found)
+        found = text.find(old, found + len(old))
+    first_line = [bisect.bisect_right(starts, at) for at in places]  # 1-based
+    mine = [written is not None and written[0] <= line <= written[1] for line in first_line]
+    order = sorted(range(len(places)), key=lambda i: mine[i])
+    shown = [_choice(text, lines, starts, places[i], old, new) + (" (your last edit of this file wrote it)"
+                                                                 if mine[i] else "") for i in order[:most]]
+    more = f"\n(and {len(places) - most} more)" if len(places) > most else ""
+    return "\n".join(f"- line {first_line[i]}{text_}" for i, text_ in zip(order, shown)) + more
+
+
+def _choice(text: str, lines: list[str], starts: list[int], at: int, old: str, new: str) -> str:
+    """`: old "...", new "..."`, widened by up to WIDEN_MOST lines before, then after, until unique."""
+    top = bisect.bisect_right(starts, at) - 1
+    bottom = bisect.bisect_right(starts, at + len(old) - 1) - 1
+    for before, after in _widenings():
+        first, last = top - before, bottom + after
+        if first < 0 or last >= len(lines):
+            continue
+        begin, end = starts[first], max(starts[last] + len(lines[last].rstrip("\r\n")), at + len(old))
+        block = text[begin:end]
+        if len(block) > MAX_CHOICE_CHARS:
+            break
+        if text.count(block) == 1:
+            edit = text[begin:at] + new + text[at + len(old):end]
+            return f": old {json.dumps(block, ensure_ascii=False)}, new {json.dumps(edit, ensure_ascii=False)}"
+    shown = "".join(lines[max(top - 1, 0):bottom + 2]).rstrip("\r\n")
+    return f", among:\n```\n{shown}\n```"
+
+
+def _widenings() -> list[tuple[int, int]]:
+    """(lines before, lines after) to try, fewest first, the lines before first: a block's header is above it."""
+    pairs = [(b, a) for b in range(WIDEN_MOST + 1) for a in range(WIDEN_MOST + 1)]
+    return sorted(pairs, key=lambda pair: (sum(pair), -pair[0]))
 
 
 def closest(text: str, old: str) -> str:

@@ -38,6 +38,7 @@ class Workspace:
         self.given = Path(os.path.abspath(root))  # as the model may have seen it (before symlinks resolve)
         self.protected, self.protect = protected, protect
         self.hidden = (self.root / ".loop", *(h for h in hidden if self.root in h.parents))
+        self.written: dict[Path, tuple[int, int]] = {}  # per file, the lines (1-based) its last edit wrote
 
     def path(self, relative: str) -> Path:
         """The real path of `relative`, refusing anything that leads out of the workdir."""
@@ -69,9 +70,15 @@ class Workspace:
 
     def check_writable(self, real: Path) -> None:
         if self._protected(real):
-            rel = self.show(real)
-            raise ToolFailure(f"`{rel}` is read-only for you: the run relies on it as it is (the spec and its files, "
-                              f".git/, `protect:`, files a check keeps unchanged){self._instead(rel)}")
+            raise ToolFailure(self.read_only(real))
+
+    def read_only(self, real: Path) -> str:
+        """Why `real` cannot be written, and for a test what to change instead; "" if it can be."""
+        if not self._protected(real):
+            return ""
+        rel = self.show(real)
+        return (f"`{rel}` is read-only for you: the run relies on it as it is (the spec and its files, .git/, "
+                f"`protect:`, files a check keeps unchanged){self._instead(rel)}")
 
     def _protected(self, real: Path) -> bool:
         rel = self.show(real)
