@@ -129,8 +129,11 @@ def test_an_agent_repeating_itself_is_told_and_stopped_for_no_progress(write, lo
     calls = events(folder, "tool_call")
     assert len(calls) == 3
     assert ["identical call 3 times" in c["output_preview"] for c in calls] == [False, False, True]
-    last_tool_message = [m for u in context_units(folder) for m in u["messages"] if m["role"] == "tool"][-1]
-    assert "identical call 3 times in a row" in last_tool_message["content"]
+    tool_messages = [m for u in context_units(folder) for m in u["messages"] if m["role"] == "tool"]
+    assert len(tool_messages) == 2  # the second call repeated the first, result and all: left out
+    assert "identical call 3 times in a row" in tool_messages[-1]["content"]
+    assert [e["iteration"] for e in events(folder, "repeat_left_out")] == [2]
+    assert "left out of the context" in loop_cli("show", folder.name).stdout
 
 
 def test_file_changes_count_as_progress(write, loop_cli):

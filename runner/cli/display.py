@@ -98,6 +98,7 @@ FORMATS: dict[str, Callable[[dict[str, Any]], str]] = {
     "spec_rejected": lambda e: f"    spec change rejected, the run goes on with the previous spec:\n      {e['error']}",
     "run_finished": _finished,
     "warning": lambda e: f"    warning: {e['message']}",
+    "repeat_left_out": lambda e: "    (the same calls and results as the turn before: left out of the context)",
 }
 COLORS = {"model_fallback": "yellow", "warning": "yellow", "run_started": "cyan", "run_resumed": "cyan",
           "model_retry": "yellow", "spec_reloaded": "magenta", "spec_rejected": "red", "compaction": "blue"}

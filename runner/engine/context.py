@@ -131,6 +131,19 @@ class Context:
         if turn.tool_calls:
             self._add(turn.message())
 
+    def drop_repeat(self) -> bool:
+        """Leave out the turn just made if it repeats the turn before it, call for call and result for
+        result. It told the model nothing new; kept, it is what a small model copies, so that each
+        repeat makes the next likelier. Left out, the next reply is drawn afresh. The trace keeps it."""
+        if len(self.units) < 2 or any(u.kind != "turn" for u in self.units[-2:]):
+            return False
+        if _without_ids(self.units[-1].messages) != _without_ids(self.units[-2].messages):
+            return False
+        unit = self.units.pop()  # the newest unit, not saved yet: the journal never had it
+        del self.history[-len(unit.messages):]
+        self.history_tokens -= unit.total()
+        return True
+
     def add_tool_result(self, call_id: str, name: str, output: str) -> str | None:
         """Add a tool's output (offloaded if large) to the open turn; return the artifact handle."""
         handle, tokens = None, None
@@ -246,6 +259,13 @@ class Context:
             if call["id"] not in answered:
                 self._add({"role": "tool", "tool_call_id": call["id"],
                            "content": "[not run: the run was interrupted before this call]"}, unit)
+
+
+def _without_ids(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages as the model reads them: the ids of the calls (fresh on every turn) left out."""
+    return [{k: v for k, v in m.items() if k != "tool_call_id"}
+            | ({"tool_calls": [c["function"] for c in m["tool_calls"]]} if m.get("tool_calls") else {})
+            for m in messages]
 
 
 def transcript(units: list[Unit]) -> str:

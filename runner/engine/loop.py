@@ -152,6 +152,8 @@ class Loop:
         self.counters.iteration += 1
         turn = self.query()
         ending = self.execute(turn)
+        if self.context.drop_repeat():
+            self.emit("repeat_left_out", calls=[c.name for c in turn.tool_calls])
         self.insist = ending in ("no_tool", "empty")
         if (stopped := self.stopped()) is not None:  # stopped while the tools ran: no checks of killed commands
             raise stopped
