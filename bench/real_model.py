@@ -110,7 +110,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write every run's result here, as JSON")
     parser.add_argument("--tool-choice", choices=["adaptive", "required", "auto"], help="set the model's tool_choice")
     parser.add_argument("--at-start", action="store_true", help="run every task with verify.at_start: true")
-    parser.add_argument("--checks-on", choices=["finish", "every_iteration", "change"], help="set every task's verify.on")
+    parser.add_argument("--checks-on", choices=["finish", "every_iteration", "change"],
+                        help="set every task's verify.on")
     args = parser.parse_args()
     verify = {**({"at_start": True} if args.at_start else {}), **({"on": args.checks_on} if args.checks_on else {})}
     api_base = serve()

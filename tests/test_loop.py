@@ -193,8 +193,9 @@ def test_checks_on_change_run_after_an_iteration_that_changed_files_and_no_other
     result = loop_cli("run", spec(write, turns, body), "--json")
     assert json.loads(result.stdout)["status"] == "verified"
     rounds = events(run_folder(Path("runs")), "verify")
+    # no round for a read, nor for a rewrite that changed nothing
     assert [(e["iteration"], [r["name"] for r in e["results"]]) for e in rounds] == [
-        (2, ["done"]), (4, ["done"]), (5, ["done", "later"])]  # no round for a read, nor for a rewrite that changed nothing
+        (2, ["done"]), (4, ["done"]), (5, ["done", "later"])]
 
 
 def test_secrets_from_the_environment_never_reach_any_written_file(write, loop_cli, monkeypatch, tmp_path):
