@@ -64,6 +64,7 @@ def write_file(ws: Workspace, path: str, content: str) -> str:
     if os.path.lexists(target) and ws.read_bytes(target) == data:
         return f"{path} already has this content; nothing changed"
     ws.write_bytes(target, data)
+    ws.written.pop(target, None)  # the lines an earlier edit wrote are gone with it
     return f"wrote {len(data)} bytes to {path}"
 
 
@@ -90,9 +91,8 @@ def edit_file(ws: Workspace, path: str, old: str, new: str, replace_all: bool = 
     if count == 1 and in_place(text, old, new):  # `new` extends `old` and is there: a second time adds a copy
         return MADE_BEFORE.format(path=path)
     edited = text.replace(old, new, -1 if replace_all else 1)
-    _write_edit(ws, target, text, edited)
     return (f"edited {path}: replaced {lines} line(s)" + (f", {count} times" if count > 1 else "")
-            + _now_reads(path, text, edited))
+            + _write_edit(ws, target, path, text, edited))
 
 
 def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, new: str) -> str:
@@ -109,21 +109,18 @@ def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, n
     edited, how = loose
     if edited == text:
         return "the old text matched apart from whitespace, and the new text is the same; nothing changed"
-    _write_edit(ws, target, text, edited)
-    return f"edited {path}: the old text matched apart from whitespace; {how}" + _now_reads(path, text, edited)
+    shown = _write_edit(ws, target, path, text, edited)
+    return f"edited {path}: the old text matched apart from whitespace; {how}{shown}"
 
 
-def _write_edit(ws: Workspace, target: Path, before: str, after: str) -> None:
+def _write_edit(ws: Workspace, target: Path, path: str, before: str, after: str) -> str:
+    """Write the edit; return the changed lines as the file has them now, with a few around them:
+    the model sees what its edit did, and what is next to it (the second bug a line below), without
+    reading the file again."""
     ws.write_bytes(target, after.encode("utf-8", errors="surrogateescape"))
-    first, last = _changed(before.splitlines(), after.splitlines())
-    ws.written[target] = (first + 1, last)  # for `choices`: the lines this edit wrote, 1-based
-
-
-def _now_reads(path: str, before: str, after: str) -> str:
-    """The changed lines as the file has them now, with a few around them: the model sees what its
-    edit did, and what is next to it (the second bug a line below), without reading the file again."""
     new = after.splitlines()
     first, last = _changed(before.splitlines(), new)
+    ws.written[target] = (first + 1, last)  # for `choices`: the lines this edit wrote, 1-based
     if last - first > SHOWN_MOST or not new:
         return ""
     start, end = max(first - SHOWN_AROUND, 0), min(last + SHOWN_AROUND, len(new))

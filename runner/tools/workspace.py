@@ -69,8 +69,8 @@ class Workspace:
         return str(path.relative_to(self.root)) if path != self.root else "."
 
     def check_writable(self, real: Path) -> None:
-        if self._protected(real):
-            raise ToolFailure(self.read_only(real))
+        if refusal := self.read_only(real):
+            raise ToolFailure(refusal)
 
     def read_only(self, real: Path) -> str:
         """Why `real` cannot be written, and for a test what to change instead; "" if it can be."""
