@@ -157,8 +157,16 @@ def test_file_rules_of_each_kind(write, tmp_path, files, failing):
     summaries = {r["name"]: r["summary"] for r in results}
     if "json" in failing and "ok" not in files["out/data.json"]:
         assert summaries["json"].startswith("out/data.json: json: is not valid JSON")
+        assert summaries["json"].endswith("at line 1 `not json`")  # where the parser stopped, quoted
     if "size" in failing:
         assert summaries["size"] == "out/big.txt: is 300 bytes, over max_size 200"
+
+
+def test_a_parse_error_shows_the_line_it_names_and_the_one_before(write, tmp_path):
+    write("out/data.json", '{\n  "ok": true,\n  "items": [1, 2],\n}\n')
+    loop, _ = run_spec(write, tmp_path, FILE_CHECKS, [{"say": "done"}], "stop: {max_iterations: 1}\n")
+    summary = next(r["summary"] for r in events(loop.record.folder, "verify")[0]["results"] if r["name"] == "json")
+    assert summary.endswith('at line 4 `}`, after line 3 `"items": [1, 2],`'), summary
 
 
 def test_a_run_that_edits_a_protected_file_is_refused_verified(write, tmp_path):

@@ -87,6 +87,18 @@ def _rules(env: CheckEnv, spec: FileCheck, pattern: str) -> list[str]:
     return problems
 
 
+def _around(text: str, exc: Exception) -> str:
+    """The line a parse error names and the one before it (a stray comma there is the usual cause)."""
+    mark = getattr(exc, "problem_mark", None)
+    line = getattr(exc, "lineno", None) or (mark.line + 1 if mark is not None else None)
+    lines = text.splitlines()
+    if not line or line > len(lines):
+        return ""
+    def quoted(n: int) -> str:
+        return f"`{lines[n - 1].strip()[:80]}`"
+    return f"; at line {line} {quoted(line)}" + (f", after line {line - 1} {quoted(line - 1)}" if line > 1 else "")
+
+
 def _file_problems(spec: FileCheck, data: bytes) -> list[str]:
     problems = []
     if spec.max_size is not None and len(data) > spec.max_size:
@@ -103,7 +115,7 @@ def _file_problems(spec: FileCheck, data: bytes) -> list[str]:
             try:
                 found = mismatch(expected, parse(text))
             except (ValueError, yaml.YAMLError) as exc:
-                found = f"is not valid {label.upper()}: {str(exc).splitlines()[0]}"
+                found = f"is not valid {label.upper()}: {str(exc).splitlines()[0]}{_around(text, exc)}"
             if found:
                 problems.append(f"{label}: {found}")
     return problems

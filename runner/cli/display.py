@@ -37,6 +37,7 @@ def money(cost: float | None, unpriced: int = 0) -> str:
 def _model_call(e: dict[str, Any]) -> str:
     what = ", ".join(e.get("tool_calls") or []) or ("answers without tools" if (e.get("text") or "").strip()
                                                      else "an empty reply")
+    what += " (written in its text, read as calls)" if e.get("calls_from_text") else ""
     purpose = f" ({e['purpose']})" if e.get("purpose", "act") != "act" else ""
     return (f"[{e['iteration']}] model{purpose}: {e.get('prompt_tokens', 0)}+{e.get('completion_tokens', 0)} "
             f"tokens{_cached(e)}, {money(e.get('cost_usd'))}, {e.get('latency_s', 0):.1f}s -> {what}")

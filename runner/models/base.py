@@ -49,6 +49,7 @@ class Turn:
     cache_write_tokens: int = 0  # of prompt_tokens: written to it (Anthropic prices these apart)
     response_id: str | None = None  # the provider's id of the reply
     finish_reason: str | None = None  # the provider's word for why the reply ended: stop, tool_calls, length...
+    calls_from_text: bool = False  # the calls were written in the text, not made (textcalls.py)
 
     @property
     def empty(self) -> bool:
@@ -61,12 +62,15 @@ class Turn:
                 "cached_tokens": self.cached_tokens, "cache_write_tokens": self.cache_write_tokens,
                 "cost_usd": self.cost_usd, "latency_s": round(self.latency_s, 4),
                 "tool_calls": [c.name for c in self.tool_calls], "call_ids": [c.id for c in self.tool_calls],
-                "response_id": self.response_id, "finish_reason": self.finish_reason, "text": self.text[:TEXT_CHARS]}
+                "response_id": self.response_id, "finish_reason": self.finish_reason, "text": self.text[:TEXT_CHARS],
+                **({"calls_from_text": True} if self.calls_from_text else {})}
 
     def message(self) -> dict[str, Any]:
         """The assistant message as it goes back into the context (an empty reply goes back as none:
-        see Context.add_turn)."""
-        message: dict[str, Any] = {"role": "assistant", "content": self.text if self.text.strip() else None}
+        see Context.add_turn). Calls read from the text go back as calls only: the context then shows
+        the model its call made the right way, not the text it wrote instead."""
+        spoken = self.text.strip() and not self.calls_from_text
+        message: dict[str, Any] = {"role": "assistant", "content": self.text if spoken else None}
         if self.tool_calls:
             message["tool_calls"] = [call.wire() for call in self.tool_calls]
         return message

@@ -7,9 +7,11 @@ because they hide the real error and reset themselves.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,7 @@ from ..errors import ModelError
 from ..spec.format import Endpoint, ModelSpec, is_claude
 from .base import ToolCall, Turn, parse_arguments
 from .litellm_setup import litellm
+from .textcalls import calls_in
 
 
 def _retryable(exc: Exception) -> bool:
@@ -63,6 +66,10 @@ def _retry_after(exc: Exception) -> float | None:
 # the next call read everything before it from the cache; the system prompt (with the tools) stays
 # cached across compactions. Other providers cache prefixes without being asked.
 CACHE_MARKS = [{"location": "message", "role": "system"}, {"location": "message", "index": -1}]
+
+
+def _names(tools: list[dict[str, Any]]) -> set[str]:
+    return {tool.get("function", {}).get("name") for tool in tools} - {None}
 
 
 def _count(usage: Any, name: str) -> int:
@@ -168,7 +175,7 @@ class LiteLLMModel:
             kwargs["api_key"] = key
         started = time.monotonic()
         response = lib.completion(**kwargs)
-        return self._turn(endpoint, response, time.monotonic() - started)
+        return self._turn(endpoint, response, time.monotonic() - started, tools)
 
     def _missing_keys(self, name: str) -> list[str]:
         """The variables litellm says the provider needs and the environment lacks."""
@@ -191,18 +198,22 @@ class LiteLLMModel:
                     "or name another variable with `api_key_env`")
         return None
 
-    def _turn(self, endpoint: Endpoint, response: Any, latency: float) -> Turn:
+    def _turn(self, endpoint: Endpoint, response: Any, latency: float, tools: list[dict[str, Any]]) -> Turn:
         choice = response.choices[0]
         message = choice.message
         calls = [ToolCall(c.id or f"call_{i}", c.function.name, parse_arguments(c.function.arguments),
                           c.function.arguments or "")
                  for i, c in enumerate(message.tool_calls or [])]
+        written = [] if calls or not endpoint.calls_in_text else calls_in(message.content or "", _names(tools))
+        calls = calls or [ToolCall(f"text_call_{uuid.uuid4().hex[:12]}", name, args, json.dumps(args))
+                          for name, args in written]
         usage = getattr(response, "usage", None)
         turn = Turn(message.content or "", calls, _count(usage, "prompt_tokens"), _count(usage, "completion_tokens"),
                     latency_s=latency, model=endpoint.name,
                     cached_tokens=_count(getattr(usage, "prompt_tokens_details", None), "cached_tokens"),
                     cache_write_tokens=_count(usage, "cache_creation_input_tokens"),
-                    response_id=getattr(response, "id", None), finish_reason=getattr(choice, "finish_reason", None))
+                    response_id=getattr(response, "id", None), finish_reason=getattr(choice, "finish_reason", None),
+                    calls_from_text=bool(written))
         turn.cost_usd = self._cost(endpoint, response, turn)
         return turn
 

@@ -69,6 +69,10 @@ class Endpoint(Strict):
         "adaptive", description="`required` asks the provider for a tool call on every turn; `adaptive` on the "
         "first turn, on the turn after a reply that called no tool (a model drifting into prose) and again "
         "after an empty reply; `auto` never. A provider that refuses the setting is asked again without it.")
+    calls_in_text: bool = Field(
+        True, description="A reply that makes no tool call but writes one in its text, as an object like "
+        "{\"name\": \"edit_file\", \"arguments\": {...}} naming an offered tool, is taken as that call (small local "
+        "models write calls whose format their server does not parse). `false`: such a reply is prose.")
 
     @model_validator(mode="after")
     def _script_only_for_scripted(self) -> Endpoint:

@@ -108,9 +108,9 @@ def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, n
                           "space, quote and line break counts")
     edited, how = loose
     if edited == text:
-        return "the old text matched apart from whitespace, and the new text is the same; nothing changed"
+        return "the old text matched loosely (whitespace or quotes), and the new text is the same; nothing changed"
     shown = _write_edit(ws, target, path, text, edited)
-    return f"edited {path}: the old text matched apart from whitespace; {how}{shown}"
+    return f"edited {path}: the old text matched {how}{shown}"
 
 
 def _write_edit(ws: Workspace, target: Path, path: str, before: str, after: str) -> str:

@@ -6,10 +6,12 @@ its JSON arguments). `lenient` applies an edit when exactly one run of whole lin
 line-end spaces and a uniform indentation shift are ignored, and shifts the new text alike.
 `reflowed` applies one whose `old` matches exactly one place word for word, whatever the
 whitespace between the words, when `new` has as many words: each word of `new` takes the place
-of one of `old`, with the file's own whitespace between them. Any other difference (quotes, a
-changed word count) is not guessed at: `closest` shows the model the text that comes nearest,
-so that its next try copies it. `done_already` and `in_place` recognise an edit made before, so
-that a retried edit changes nothing.
+of one of `old`, with the file's own whitespace between them. `requoted` forgives the other kind
+of quote: a small model writes `'` where the file has `"` (its JSON arguments would need `\"`),
+so an `old` with one kind of quote that matches once with the other kind is applied, with `new`'s
+quotes turned alike. Any other difference (a changed word count) is not guessed at: `closest`
+shows the model the text that comes nearest, so that its next try copies it. `done_already` and
+`in_place` recognise an edit made before, so that a retried edit changes nothing.
 """
 
 from __future__ import annotations
@@ -94,10 +96,35 @@ def reflowed(text: str, old: str, new: str) -> str | None:
     return text[:match.start()] + rebuilt + text[match.end():]
 
 
+def requoted(old: str, new: str) -> tuple[str, str, str] | None:
+    """`old` and `new` with the one kind of quote `old` has turned into the other, and the kind it
+    became; None when `old` has both kinds or none, or `new` already has the other (turning it
+    would change what `new` says)."""
+    for mine, other in (("'", '"'), ('"', "'")):
+        if mine in old and other not in old and other not in new:
+            return old.replace(mine, other), new.replace(mine, other), other
+    return None
+
+
 def loosely(text: str, old: str, new: str) -> tuple[str, str] | None:
     """`text` edited as the model meant, and how that was read; None if it is not unambiguous."""
     if len(text) > MAX_LOOSE_CHARS:
         return None
+    edited = _rewhitespaced(text, old, new)
+    if edited is not None:
+        return edited[0], f"apart from whitespace; {edited[1]}"
+    swapped = requoted(old, new)
+    if swapped is None:
+        return None
+    old, new, quote = swapped
+    quoted = f"with {quote} for quotes, as the file has them; new was written with {quote} too"
+    if text.count(old) == 1:
+        return text.replace(old, new), quoted
+    edited = _rewhitespaced(text, old, new)
+    return None if edited is None else (edited[0], f"{quoted}, and {edited[1]}")
+
+
+def _rewhitespaced(text: str, old: str, new: str) -> tuple[str, str] | None:
     edited = lenient(text, old, new)
     if edited is not None:
         return edited, "the new text's indentation was shifted to fit"

@@ -1,0 +1,35 @@
+"""edit_file forgives the other kind of quote (tools/matching.py `requoted`), and only where that is unambiguous."""
+
+from test_tools import box, call  # noqa: F401 - box is a fixture
+
+INVENTORY = 'def total(items):\n    count = item["quantity"]\n    return item["price"]\n'
+
+
+def test_single_quotes_for_the_files_double_ones_are_forgiven_and_new_follows_the_file(box, tmp_path):  # noqa: F811
+    (tmp_path / "work/inv.py").write_text(INVENTORY)
+    result = call(box, "edit_file", path="inv.py", old="    count = item['quantity']\n", new="")
+    assert result.ok and 'with " for quotes' in result.output
+    assert (tmp_path / "work/inv.py").read_text() == 'def total(items):\n    return item["price"]\n'
+    swapped = call(box, "edit_file", path="inv.py", old="return item['price']", new="return item['price'] * 2")
+    assert swapped.ok and 'return item["price"] * 2' in (tmp_path / "work/inv.py").read_text()
+
+
+def test_json_written_with_single_quotes_matches_and_stays_json(box, tmp_path):  # noqa: F811
+    (tmp_path / "work/s.json").write_text('{\n  "port": "8080",\n  "debug": "no"\n}\n')
+    result = call(box, "edit_file", path="s.json", old="'port': '8080',\n  'debug': 'no'",
+                  new="'port': 8080, 'debug': false")
+    assert result.ok, result.output
+    assert (tmp_path / "work/s.json").read_text() == '{\n  "port": 8080, "debug": false\n}\n'
+
+
+def test_no_quote_is_turned_where_that_would_change_what_new_says_or_the_place_is_not_unique(box, tmp_path):  # noqa: F811
+    work = tmp_path / "work"
+    (work / "q.py").write_text('a = "x"\nb = "x"\nc = "y"\n')
+    for old, new in (("= 'x'", "= 'z'"),  # two places
+                     ("c = 'y'", "c = 'it\"s'"),  # new has the file's kind already: turning it would change it
+                     ("c = 'y\"", "c = 'z'")):  # old has both kinds
+        result = call(box, "edit_file", path="q.py", old=old, new=new)
+        assert not result.ok and "not found" in result.output, (old, result.output)
+    assert (work / "q.py").read_text() == 'a = "x"\nb = "x"\nc = "y"\n'
+    again = call(box, "edit_file", path="q.py", old="c = 'y'", new="c = 'y'")
+    assert again.ok and "nothing changed" in again.output
