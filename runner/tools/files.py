@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import ToolFailure
 from ..record.search import Search
 from .matching import choices, closest, done_already, in_place, loosely
+from .syntax import refuse_breaking
 from .workspace import Workspace
 
 MAX_LISTED = 1000
@@ -61,8 +62,11 @@ def write_file(ws: Workspace, path: str, content: str) -> str:
     data = content.encode("utf-8", errors="surrogateescape")
     if target.is_dir():
         raise ToolFailure(f"`{path}` is a directory")
-    if os.path.lexists(target) and ws.read_bytes(target) == data:
-        return f"{path} already has this content; nothing changed"
+    if os.path.lexists(target):
+        before = ws.read_bytes(target)
+        if before == data:
+            return f"{path} already has this content; nothing changed"
+        refuse_breaking(path, before.decode("utf-8", errors="replace"), content)
     ws.write_bytes(target, data)
     ws.written.pop(target, None)  # the lines an earlier edit wrote are gone with it
     return f"wrote {len(data)} bytes to {path}"
@@ -117,6 +121,7 @@ def _write_edit(ws: Workspace, target: Path, path: str, before: str, after: str)
     """Write the edit; return the changed lines as the file has them now, with a few around them:
     the model sees what its edit did, and what is next to it (the second bug a line below), without
     reading the file again."""
+    refuse_breaking(path, before, after)
     ws.write_bytes(target, after.encode("utf-8", errors="surrogateescape"))
     new = after.splitlines()
     first, last = _changed(before.splitlines(), new)

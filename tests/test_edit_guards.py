@@ -1,4 +1,5 @@
-"""edit_file forgives the other kind of quote (tools/matching.py `requoted`), and only where that is unambiguous."""
+"""edit_file forgives the other kind of quote (tools/matching.py `requoted`) where that is unambiguous, and
+no edit or write leaves a Python or JSON file that parsed unable to parse (tools/syntax.py)."""
 
 from test_tools import box, call  # noqa: F401 - box is a fixture
 
@@ -33,3 +34,25 @@ def test_no_quote_is_turned_where_that_would_change_what_new_says_or_the_place_i
     assert (work / "q.py").read_text() == 'a = "x"\nb = "x"\nc = "y"\n'
     again = call(box, "edit_file", path="q.py", old="c = 'y'", new="c = 'y'")
     assert again.ok and "nothing changed" in again.output
+
+
+def test_an_edit_that_would_break_python_is_refused_with_the_lines_it_would_leave(box, tmp_path):  # noqa: F811
+    (tmp_path / "work/inv.py").write_text(INVENTORY)
+    result = call(box, "edit_file", path="inv.py", old='return item["price"]', new='return item["price"')
+    assert not result.ok and "invalid Python" in result.output and "line 3" in result.output
+    assert '   3 |     return item["price"' in result.output and "file is unchanged" in result.output
+    assert (tmp_path / "work/inv.py").read_text() == INVENTORY
+    loose = call(box, "edit_file", path="inv.py", old="count = item['quantity']", new="count = (")  # a loose match too
+    assert not loose.ok and "invalid Python" in loose.output and (tmp_path / "work/inv.py").read_text() == INVENTORY
+    assert call(box, "edit_file", path="inv.py", old='return item["price"]', new="return 0").ok
+
+
+def test_writes_are_refused_only_when_they_break_a_file_that_parsed(box, tmp_path):  # noqa: F811
+    work = tmp_path / "work"
+    (work / "s.json").write_text('{"port": 8080}\n')
+    broken = call(box, "write_file", path="s.json", content='{"port": 8080,}\n')
+    assert not broken.ok and "invalid JSON" in broken.output and (work / "s.json").read_text() == '{"port": 8080}\n'
+    assert call(box, "write_file", path="new.py", content="def f(:\n").ok  # no file before: nothing it breaks
+    assert call(box, "edit_file", path="new.py", old="def f(:", new="def f(:\n    pass").ok  # mending, step by step
+    assert call(box, "write_file", path="notes.txt", content="(").ok
+    assert call(box, "edit_file", path="notes.txt", old="(", new="((").ok  # other kinds are not parsed

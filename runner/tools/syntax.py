@@ -1,0 +1,54 @@
+"""An edit that would break a Python or JSON file that parsed is refused, with the error shown.
+
+SWE-agent found that turning such an edit down at once, with the syntax error and the lines it
+is on, does better than letting it through: the model sees the error at the edit it made, not two
+steps later in a check's traceback (which a small model seldom traces back to its edit). A file
+that did not parse before may be changed in any way: the agent may be mending it step by step.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import warnings
+from pathlib import PurePath
+
+from ..errors import ToolFailure
+
+MAX_CHARS = 2 * 1024 * 1024  # a larger file is not parsed
+AROUND = 2  # lines shown before and after the one with the error
+KINDS = {".py": "Python", ".pyi": "Python", ".json": "JSON"}
+
+
+def error(kind: str, text: str) -> tuple[int, str] | None:
+    """The line and message of the syntax error in `text`, read as `kind`; None if it parses."""
+    try:
+        if kind == "Python":
+            with warnings.catch_warnings():  # an invalid escape warns; it is not an error
+                warnings.simplefilter("ignore")
+                ast.parse(text)
+        else:
+            json.loads(text)
+    except SyntaxError as exc:
+        return exc.lineno or 1, exc.msg
+    except json.JSONDecodeError as exc:
+        return exc.lineno, exc.msg
+    except (ValueError, RecursionError, MemoryError):  # a null byte, or nesting too deep to tell
+        return None
+    return None
+
+
+def refuse_breaking(path: str, before: str, after: str) -> None:
+    """Raise a ToolFailure if `after` does not parse where `before` did."""
+    kind = KINDS.get(PurePath(path).suffix.lower())
+    if kind is None or len(after) > MAX_CHARS or len(before) > MAX_CHARS or error(kind, before):
+        return
+    found = error(kind, after)
+    if found is None:
+        return
+    line, message = found
+    lines = after.splitlines()
+    start, end = max(line - 1 - AROUND, 0), min(line + AROUND, len(lines))
+    shown = "\n".join(f"{n + 1:>4} | {lines[n][:200]}" for n in range(start, end))
+    raise ToolFailure(f"not done: the change would leave {path} invalid {kind} ({message}, line {line}); the file "
+                      f"is unchanged. It would read:\n```\n{shown}\n```\nSend a change that keeps it valid {kind}")
