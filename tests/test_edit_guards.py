@@ -56,3 +56,14 @@ def test_writes_are_refused_only_when_they_break_a_file_that_parsed(box, tmp_pat
     assert call(box, "edit_file", path="new.py", old="def f(:", new="def f(:\n    pass").ok  # mending, step by step
     assert call(box, "write_file", path="notes.txt", content="(").ok
     assert call(box, "edit_file", path="notes.txt", old="(", new="((").ok  # other kinds are not parsed
+
+
+def test_the_guard_survives_what_an_adversarial_agent_writes(box, tmp_path):  # noqa: F811
+    work = tmp_path / "work"
+    (work / "deep.json").write_text("[]")
+    (work / "deep.py").write_text("x = 1\n")
+    nested = call(box, "write_file", path="deep.json", content="[" * 200_000 + "]" * 200_000)  # too deep to parse
+    assert nested.ok  # not known to be broken: written, and the runner lives on
+    deep_py = call(box, "write_file", path="deep.py", content="x = " + "(" * 100_000 + ")" * 100_000 + "\n")
+    assert not deep_py.ok and "invalid Python" in deep_py.output  # the parser refuses the nesting itself
+    assert (work / "deep.py").read_text() == "x = 1\n"
