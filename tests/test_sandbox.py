@@ -8,7 +8,9 @@ nothing the agent does may change.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,10 +18,11 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from helpers import events, run_folder
+from helpers import events, run_folder, wait_until
 
 from runner.engine.start import start
 from runner.spec.resolve import resolve
+from runner.tools.sandbox import Commands, Policy
 
 BACKENDS = ["bwrap", "landlock"]
 
@@ -203,6 +206,38 @@ def test_a_setsid_child_with_a_scrubbed_environment_dies_with_its_command(tmp_pa
     assert tool_outputs(loop)[0] == (True, "started\n\n[exit code 0]")
     time.sleep(0.3)
     assert marked_processes(marker) == []
+
+
+@pytest.mark.parametrize("started", [True, False])
+def test_a_sandbox_dies_when_its_lifeline_closes_even_one_whose_runner_died_as_it_started(tmp_path, started):
+    """Closing the lifeline is what the runner's death does; closed before the sandbox starts, it is
+    a runner killed while bubblewrap sets up, the case `--die-with-parent` misses. The command also
+    plays the attacker: it looks for the lifeline to hold it open, and finds nothing."""
+    marker = "32.71828" if started else "32.71829"
+    policy = Policy("bwrap", tmp_path)
+    read, write = os.pipe()
+    argv = policy.argv(f"ls /proc/self/fd > fds.txt; sleep {marker}", lifeline=read)
+    if not started:
+        os.close(write)
+    sandbox = subprocess.Popen(argv, cwd=tmp_path, pass_fds=(read,), start_new_session=True)
+    os.close(read)
+    try:
+        if started:  # the listing is written, and the sleep is going
+            assert wait_until(lambda: any(p.name() == "sleep" for p in marked_processes(marker)), timeout=10)
+            os.close(write)
+        assert sandbox.wait(timeout=10) == 137  # the command was killed, and bubblewrap said so
+        assert marked_processes(marker) == []
+        if started:
+            assert (tmp_path / "fds.txt").read_text().split() == ["0", "1", "2", "3"]  # 3 is ls's own listing
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(sandbox.pid, 9)
+
+
+def test_a_command_under_its_lifeline_keeps_its_output_and_exit_code(tmp_path):
+    commands = Commands(Policy("bwrap", tmp_path))
+    done = commands.run("echo out; echo err >&2; exit 7", timeout=10)
+    assert (done.exit_code, done.output) == (7, "out\nerr\n")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -5,7 +5,8 @@ judge's commands. A spec's `sandbox:` section is its policy; the strict settings
               unless a check says `writable: true`); a private /tmp and HOME; protected files (the
               spec and every file it was read from, `.git/`, `protect:` globs) read-only even in
               the workdir; the run record hidden; new PID, IPC and UTS namespaces, so every
-              descendant of a command, setsid or not, dies with it; `--die-with-parent`; with
+              descendant of a command, setsid or not, dies with it; `--die-with-parent`, and a
+              lifeline the sandbox dies by when the runner dies (see `_lifeline`); with
               `network: none` a network namespace of its own (its own loopback only).
     landlock  Linux's Landlock (kernel 5.13+, nothing to install). Writes only beneath the workdir
               (not for checks), a private temp folder and `sandbox.writable`; protected files
@@ -37,6 +38,10 @@ from ..spec.format import Spec
 from . import landlock
 from .shell import CommandResult, Processes, become_subreaper, run_command
 
+# In the sandbox, beside the command: a watcher (left to bubblewrap's init to reap) that reads the
+# lifeline until end-of-file, then kills every process in the sandbox's PID namespace. The command
+# runs without the lifeline open.
+GUARD = '( ( read -r -u {fd} _; kill -KILL -1 ) & ) </dev/null >/dev/null 2>&1; exec bash -c "$1" {fd}<&-'
 PASSED = ("PATH", "LANG", "TERM")  # besides HOME, TMPDIR, LOOP_* and what the spec lists
 SHIM = Path(landlock.__file__)
 INSTALL = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap), "
@@ -97,10 +102,15 @@ class Policy:
     private: Path | None = None
     protect: tuple[str, ...] = ()  # the spec's `protect:` globs, rendered: new files matching them are guarded too
 
-    def argv(self, command: str, write_workdir: bool = True, mounts: dict[Path, Path] | None = None) -> list[str]:
+    def argv(self, command: str, write_workdir: bool = True, mounts: dict[Path, Path] | None = None,
+             lifeline: int | None = None) -> list[str]:
+        """How to run `command` under this policy; with bubblewrap, a `lifeline` (see `_lifeline`)
+        ends the sandbox once the runner closes it or dies."""
         if self.backend == "bwrap":
             binds = [arg for dest, source in (mounts or {}).items() for arg in ("--ro-bind", str(source), str(dest))]
-            return self._bwrap(write_workdir)[:-1] + binds + ["--", "bash", "-c", command]
+            shell = ["bash", "-c", command] if lifeline is None else ["bash", "-c", GUARD.format(fd=lifeline),
+                                                                       "loop-guard", command]
+            return self._bwrap(write_workdir)[:-1] + binds + ["--", *shell]
         if self.backend == "landlock":
             return self._landlock(write_workdir) + ["bash", "-c", command]
         return ["bash", "-c", command]
@@ -200,9 +210,28 @@ class Commands:
     def run(self, command: str, timeout: float, cancel: threading.Event | None = None, write_workdir: bool = True,
             mounts: dict[Path, Path] | None = None) -> CommandResult:
         """Run `command`; `mounts` ({workdir path: source}) are in place for this command only."""
-        with _mounted(mounts or {}, self.policy.backend == "bwrap"):
-            argv = self.policy.argv(command, write_workdir, mounts)
-            return run_command(argv, self.policy.workdir, timeout, self.env, cancel, self.processes)
+        bwrap = self.policy.backend == "bwrap"
+        with _mounted(mounts or {}, bwrap), _lifeline(bwrap) as fd:
+            argv = self.policy.argv(command, write_workdir, mounts, fd)
+            return run_command(argv, self.policy.workdir, timeout, self.env, cancel, self.processes,
+                               () if fd is None else (fd,))
+
+
+@contextlib.contextmanager
+def _lifeline(wanted: bool) -> Iterator[int | None]:
+    """The read end of a pipe for one command, whose write end only this process holds and never
+    writes: it reads end-of-file when the command is over here or the runner dies, however it dies.
+    `--die-with-parent` alone misses a runner killed while the sandbox starts: bubblewrap's init
+    arms its parent-death signal late, and then outlives its dead parent (containers/bubblewrap#633)."""
+    if not wanted:
+        yield None
+        return
+    read, write = os.pipe()  # neither is inherited: the command gets `read` through pass_fds only
+    try:
+        yield read
+    finally:
+        os.close(write)
+        os.close(read)
 
 
 @contextlib.contextmanager

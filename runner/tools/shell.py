@@ -109,10 +109,11 @@ class Processes:
 
 
 def run_command(command: str | list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None,
-                cancel: threading.Event | None = None, owner: Processes | None = None) -> CommandResult:
+                cancel: threading.Event | None = None, owner: Processes | None = None,
+                pass_fds: tuple[int, ...] = ()) -> CommandResult:
     """Run `command` (a string runs with `bash -c`) in `cwd`; stdout and stderr together, cut to
     MAX_CAPTURE. `owner.kill()` ends it early; `cancel` set (a check round stopped by Ctrl-C) kills
-    a command that the kill came too early for."""
+    a command that the kill came too early for. `pass_fds` stay open in the command."""
     owner = owner if owner is not None else Processes((env or {}).get("LOOP_RUN_ID", ""))
     argv = ["bash", "-c", command] if isinstance(command, str) else command
     started = time.monotonic()
@@ -123,7 +124,8 @@ def run_command(command: str | list[str], cwd: Path, timeout: float, env: dict[s
     try:
         with _interrupts_held(), _live_lock:  # started and registered at once: a sweep never takes it for an orphan
             proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+                                    stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+                                    pass_fds=pass_fds)
             pid = proc.pid
             _live[pid] = owner.run_id
             owner._add(pid)
