@@ -6,7 +6,7 @@ judge's commands. A spec's `sandbox:` section is its policy; the strict settings
               spec and every file it was read from, `.git/`, `protect:` globs) read-only even in
               the workdir; the run record hidden; new PID, IPC and UTS namespaces, so every
               descendant of a command, setsid or not, dies with it; `--die-with-parent`, and a
-              lifeline the sandbox dies by when the runner dies (see `_lifeline`); with
+              lifeline the sandbox dies by when the runner dies (see `Lifeline`); with
               `network: none` a network namespace of its own (its own loopback only).
     landlock  Linux's Landlock (kernel 5.13+, nothing to install). Writes only beneath the workdir
               (not for checks), a private temp folder and `sandbox.writable`; protected files
@@ -104,8 +104,8 @@ class Policy:
 
     def argv(self, command: str, write_workdir: bool = True, mounts: dict[Path, Path] | None = None,
              lifeline: int | None = None) -> list[str]:
-        """How to run `command` under this policy; with bubblewrap, a `lifeline` (see `_lifeline`)
-        ends the sandbox once the runner closes it or dies."""
+        """How to run `command` under this policy; with bubblewrap, the sandbox ends when its
+        `lifeline` (a descriptor open in the command, see `Lifeline`) reads end-of-file."""
         if self.backend == "bwrap":
             binds = [arg for dest, source in (mounts or {}).items() for arg in ("--ro-bind", str(source), str(dest))]
             shell = ["bash", "-c", command] if lifeline is None else ["bash", "-c", GUARD.format(fd=lifeline),
@@ -211,27 +211,40 @@ class Commands:
             mounts: dict[Path, Path] | None = None) -> CommandResult:
         """Run `command`; `mounts` ({workdir path: source}) are in place for this command only."""
         bwrap = self.policy.backend == "bwrap"
-        with _mounted(mounts or {}, bwrap), _lifeline(bwrap) as fd:
+        with _mounted(mounts or {}, bwrap), Lifeline.held(bwrap) as lifeline:
+            fd = lifeline.read if lifeline else None
             argv = self.policy.argv(command, write_workdir, mounts, fd)
             return run_command(argv, self.policy.workdir, timeout, self.env, cancel, self.processes,
-                               () if fd is None else (fd,))
+                               () if fd is None else (fd,), lifeline.cut if lifeline else None)
 
 
-@contextlib.contextmanager
-def _lifeline(wanted: bool) -> Iterator[int | None]:
-    """The read end of a pipe for one command, whose write end only this process holds and never
-    writes: it reads end-of-file when the command is over here or the runner dies, however it dies.
-    `--die-with-parent` alone misses a runner killed while the sandbox starts: bubblewrap's init
-    arms its parent-death signal late, and then outlives its dead parent (containers/bubblewrap#633)."""
-    if not wanted:
-        yield None
-        return
-    read, write = os.pipe()  # neither is inherited: the command gets `read` through pass_fds only
-    try:
-        yield read
-    finally:
-        os.close(write)
-        os.close(read)
+class Lifeline:
+    """A pipe for one sandboxed command, whose write end only this process holds and never writes:
+    its read end reads end-of-file once the command is over here (`cut`) or the runner has died,
+    however it died. `--die-with-parent` alone misses a sandbox killed while it starts: bubblewrap's
+    init arms its parent-death signal late, and then outlives its killed parent with the command
+    going (containers/bubblewrap#633)."""
+
+    def __init__(self) -> None:
+        self.read, self._write = os.pipe()  # neither is inherited: the command gets `read` by pass_fds only
+        self._lock = threading.Lock()
+
+    def cut(self) -> None:
+        with self._lock:  # once: a closed descriptor's number may be reused meanwhile
+            if self._write >= 0:
+                os.close(self._write)
+                self._write = -1
+
+    @classmethod
+    @contextlib.contextmanager
+    def held(cls, wanted: bool) -> Iterator[Lifeline | None]:
+        lifeline = cls() if wanted else None
+        try:
+            yield lifeline
+        finally:
+            if lifeline is not None:
+                lifeline.cut()
+                os.close(lifeline.read)
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -110,10 +110,11 @@ class Processes:
 
 def run_command(command: str | list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None,
                 cancel: threading.Event | None = None, owner: Processes | None = None,
-                pass_fds: tuple[int, ...] = ()) -> CommandResult:
+                pass_fds: tuple[int, ...] = (), ended: Callable[[], None] | None = None) -> CommandResult:
     """Run `command` (a string runs with `bash -c`) in `cwd`; stdout and stderr together, cut to
     MAX_CAPTURE. `owner.kill()` ends it early; `cancel` set (a check round stopped by Ctrl-C) kills
-    a command that the kill came too early for. `pass_fds` stay open in the command."""
+    a command that the kill came too early for. `pass_fds` stay open in the command; `ended` is
+    called once it is over, before its output is awaited (it cuts a sandbox's lifeline)."""
     owner = owner if owner is not None else Processes((env or {}).get("LOOP_RUN_ID", ""))
     argv = ["bash", "-c", command] if isinstance(command, str) else command
     started = time.monotonic()
@@ -143,6 +144,8 @@ def run_command(command: str | list[str], cwd: Path, timeout: float, env: dict[s
         if proc is not None:
             _kill_group(proc.pid)  # background children go with it
             proc.wait()
+            if ended is not None:
+                ended()
             with _live_lock:
                 _live.pop(proc.pid, None)
                 owner._discard(proc.pid)
