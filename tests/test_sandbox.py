@@ -11,6 +11,7 @@ import base64
 import contextlib
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -299,6 +300,23 @@ def test_commands_see_a_private_tmp_and_home_and_no_network(tmp_path):
     output = tool_outputs(loop)[0][1]
     assert "HOME=/tmp/home" in output and "hostfile" not in output
     assert "ConnectionRefusedError" in output or "Network is unreachable" in output
+
+
+def test_the_private_home_and_tmp_go_with_the_run_and_not_with_its_sub_run(tmp_path, monkeypatch):
+    """Landlock shares /tmp, so a run's commands get a HOME and TMPDIR folder of their own; each
+    run once left its folder behind. A sub-run uses its parent's, and must leave it in place."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))
+    (tmp_path / "temp").mkdir()
+    (tmp_path / "child.script.yaml").write_text(yaml.safe_dump([{"tools": [{"mark": {}}]}, {"say": "done"}]))
+    child = {"version": 1, "name": "child", "model": {"name": "scripted", "script": "child.script.yaml"},
+             "objective": "Mark.", "workdir": "work", "sandbox": {"backend": "landlock"},
+             "tools": [{"name": "mark", "command": "touch $TMPDIR/child"}], "stop": {"max_iterations": 2}}
+    (tmp_path / "child.loop.yaml").write_text(yaml.safe_dump(child, sort_keys=False))
+    attack(tmp_path, [{"tools": [{"sub": {}}]}, {"tools": [{"look": {}}]}], "landlock",
+                     tools=[{"name": "sub", "loop": "child.loop.yaml"},
+                            {"name": "look", "command": "ls $TMPDIR > seen.txt"}])
+    assert (tmp_path / "work/seen.txt").read_text().split() == ["child"]  # the parent's TMPDIR, still there
+    assert list((tmp_path / "temp").iterdir()) == []
 
 
 def test_checks_see_the_workdir_read_only_unless_they_say_so(tmp_path):

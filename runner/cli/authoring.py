@@ -133,13 +133,13 @@ def first_request(resolved: Resolved, workdir: Path | None) -> tuple[list[dict[s
     from ..record.snapshot import listing
     from ..record.trace import runs_dir
     from ..tools.mcp import McpServers
-    from ..tools.sandbox import Commands, policy_for
+    from ..tools.sandbox import Commands, discard_private, policy_for
     from ..tools.toolbox import Hooks, Toolbox
 
     workdir = (workdir or resolved.default_workdir()).absolute()
     renderer = resolved.renderer(workdir)
     files = listing(workdir) if workdir.is_dir() else []
-    servers, hooks = McpServers(), Hooks()
+    servers, hooks, policy = McpServers(), Hooks(), None
     if any(tool.mcp for tool in resolved.spec.tools):
         policy = policy_for(resolved.spec, resolved.files, workdir, runs_dir(None, workdir))
         hooks.mcp = servers.for_spec(resolved.spec, workdir, Commands(policy, policy.environment(["render"])))
@@ -147,6 +147,8 @@ def first_request(resolved: Resolved, workdir: Path | None) -> tuple[list[dict[s
         return initial_messages(renderer, files), Toolbox(resolved.spec, renderer, hooks, workdir).schemas()
     finally:
         servers.close()
+        if policy is not None:
+            discard_private(policy, None)
 
 
 @cli.command()

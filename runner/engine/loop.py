@@ -31,7 +31,7 @@ from ..record.worktree import Isolation, commit_run
 from ..spec.format import ModelSpec
 from ..spec.resolve import Resolved
 from ..tools.mcp import McpServers
-from ..tools.sandbox import Commands, Policy, policy_for
+from ..tools.sandbox import Commands, Policy, discard_private, policy_for
 from ..tools.shell import Processes
 from ..tools.toolbox import Hooks, Toolbox, ToolResult
 from .context import Context, initial_messages
@@ -82,6 +82,7 @@ class Loop:
         self.context.roots = tuple(dict.fromkeys((str(workdir), os.path.realpath(workdir))))
         if report and not state:
             self.context.add_user(report, "report")
+        self.given_policy = policy
         self.configure(resolved, policy)
 
     def configure(self, resolved: Resolved, policy: Policy | None = None) -> None:
@@ -142,6 +143,7 @@ class Loop:
             self.processes.kill()
             self.mcp.close()
             self.close(outcome)
+            discard_private(self.policy, self.given_policy)
         return outcome
 
     def step(self) -> None:

@@ -34,7 +34,7 @@ from ..record.worktree import apply_run
 from ..spec.format import Check
 from ..spec.resolve import Resolved
 from ..spec.schedule import ScheduleSpec, describe, next_tick, quiet_until
-from ..tools.sandbox import Commands, policy_for
+from ..tools.sandbox import Commands, discard_private, policy_for
 from ..tools.shell import Processes
 from . import notify
 from .api import Outcome, Run
@@ -79,6 +79,7 @@ class Watch:
             self.state["stopped_at"] = datetime.now().astimezone().isoformat()
             self.record.save(self.state)
             self.record.release()
+            discard_private(self.policy, None)
 
     def due(self) -> datetime:
         planned = self.state.get("next_due")

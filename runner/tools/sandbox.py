@@ -181,7 +181,7 @@ def policy_for(spec: Spec, files: list[Path], workdir: Path, runs: Path, previou
     if (workdir / ".git").exists():
         protected.add(workdir / ".git")
     private = previous.private if previous and previous.private else None
-    if private is None and backend != "bwrap":
+    if private is None and backend != "bwrap" and runs_commands(spec):
         private = Path(tempfile.mkdtemp(prefix="loop-cmd-"))
         (private / "home").mkdir()
         (private / "tmp").mkdir()
@@ -190,6 +190,13 @@ def policy_for(spec: Spec, files: list[Path], workdir: Path, runs: Path, previou
     held_out = tuple(Path(source).resolve() for check in spec.verify.checks for source in check.mount.values())
     return Policy(backend, workdir, spec.sandbox.network, tuple(Path(p).resolve() for p in spec.sandbox.writable),
                   tuple(sorted(protected)), (runs.resolve(), *held_out), tuple(spec.sandbox.env), private, tuple(globs))
+
+
+def discard_private(policy: Policy, given: Policy | None) -> None:
+    """Remove the folder that held HOME and TMPDIR for a run's commands, at the run's end, unless it
+    came with the policy the run was `given` (a parent run's, which goes on using it)."""
+    if policy.private is not None and (given is None or given.private != policy.private):
+        shutil.rmtree(policy.private, ignore_errors=True)
 
 
 def protected_paths(workdir: Path, patterns: list[str]) -> list[Path]:
