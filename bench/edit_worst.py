@@ -36,7 +36,7 @@ def main() -> None:
         "closest_hint_repeated_word_s": timed(lambda: closest(repeated, "a " * 450 + "b")),
         "closest_hint_one_long_line_s": timed(lambda: closest(one_line, "x" * 900 + "y")),
         "loose_edit_repeated_words_s": timed(lambda: loosely(repeated, long_old, long_new)),
-        "made_before_repeated_words_s": timed(lambda: done_already(repeated, long_old, "q")),
+        "made_before_repeated_words_s": timed(lambda: done_already(repeated, long_old, "q", ["q"])),
     })
 
 

@@ -160,6 +160,8 @@ def test_file_rules_of_each_kind(write, tmp_path, files, failing):
         assert summaries["json"].endswith("at line 1 `not json`")  # where the parser stopped, quoted
     if "size" in failing:
         assert summaries["size"] == "out/big.txt: is 300 bytes, over max_size 200"
+    if "not-contains" in failing and "TODO" in files.get("out/report.md", ""):  # where, so no search is needed
+        assert summaries["not-contains"] == "out/report.md: contains 'TODO', which it must not, at line 1 `TODO`"
 
 
 def test_a_parse_error_shows_the_line_it_names_and_the_one_before(write, tmp_path):

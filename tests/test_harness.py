@@ -80,6 +80,22 @@ def test_the_system_prompt_asks_for_relative_paths_and_hides_the_absolute_workdi
     assert "`sleep *`, `echo *`" in rendered  # the shell's allowed patterns, in its schema
 
 
+
+def test_the_system_prompt_says_what_each_file_and_http_check_demands(write, loop_cli):
+    checks = """
+verify:
+  - {name: kept, file: {path: settings.json, json: {port: 8080, debug: false}}}
+  - {name: gone, file: {path: "src/*.py", not_contains: get_usr, max_size: 900}}
+  - {name: same, file: {path: "tests/**", unchanged: true}}
+  - {name: health, http: {url: "http://127.0.0.1:8000/health", status: [200, 204], json: {status: ok}}}
+"""
+    rendered = loop_cli("render", spec(write, "- say: hi\n", checks)).stdout
+    assert '- kept: settings.json is valid JSON holding `{"port": 8080, "debug": false}`' in rendered
+    assert "- gone: src/*.py does not contain `get_usr` and is at most 900 bytes" in rendered
+    assert "- same: tests/** is unchanged" in rendered
+    assert ('- health: GET http://127.0.0.1:8000/health answers with status 200 or 204 and a JSON body holding '
+            '`{"status": "ok"}`') in rendered
+
 def test_paths_in_the_workdir_reach_the_model_relative_as_its_tools_take_them(write, loop_cli, tmp_path):
     checks = ('verify:\n  at_start: true\n  checks:\n'
               '    - {name: trace, run: \'echo "File $PWD/tests/t.py, line 3 in $PWD"; echo "$PWD-old"; exit 1\'}\n')

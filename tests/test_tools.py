@@ -281,6 +281,14 @@ def test_an_edit_made_before_is_a_no_op_not_a_failure(box, tmp_path):
     assert not call(box, "edit_file", path="c.py", old="return a * b", new="return a / b").ok  # new is absent too
 
 
+def test_an_edit_whose_new_text_was_there_all_along_is_not_taken_as_made_before(box, tmp_path):
+    work = tmp_path / "work"
+    (work / "s.py").write_text("def log(*args):\n    pass\n")
+    # A small model's edit of a line of a check's output: `pass` is in the file, but no edit put it there.
+    result = call(box, "edit_file", path="s.py", old="PermissionError: [Errno 13] Permission denied", new="pass")
+    assert not result.ok and "not found" in result.output and "made before" not in result.output
+
+
 def test_an_insertion_made_before_is_not_made_twice(box, tmp_path):
     work = tmp_path / "work"
     (work / "c.py").write_text("def add(a, b):\n    return a - b\n")

@@ -99,6 +99,15 @@ def _around(text: str, exc: Exception) -> str:
     return f"; at line {line} {quoted(line)}" + (f", after line {line - 1} {quoted(line - 1)}" if line > 1 else "")
 
 
+def _where(text: str, snippet: str, most: int = 3) -> str:
+    """The lines that hold `snippet`, quoted: the model goes to them without searching."""
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if snippet in line]
+    if not lines:  # the snippet spans lines
+        return f"at line {text[:text.find(snippet)].count(chr(10)) + 1}"
+    shown = ", ".join(f"line {n} `{line[:80]}`" for n, line in lines[:most])
+    return f"at {shown}" + (f" and {len(lines) - most} more lines" if len(lines) > most else "")
+
+
 def _file_problems(spec: FileCheck, data: bytes) -> list[str]:
     problems = []
     if spec.max_size is not None and len(data) > spec.max_size:
@@ -107,7 +116,7 @@ def _file_problems(spec: FileCheck, data: bytes) -> list[str]:
     if spec.contains is not None and spec.contains not in text:
         problems.append(f"does not contain {spec.contains!r}")
     if spec.not_contains is not None and spec.not_contains in text:
-        problems.append(f"contains {spec.not_contains!r}, which it must not")
+        problems.append(f"contains {spec.not_contains!r}, which it must not, {_where(text, spec.not_contains)}")
     if spec.matches is not None and not re.search(spec.matches, text, re.MULTILINE):
         problems.append(f"does not match /{spec.matches}/")
     for label, expected, parse in (("json", spec.json_, json.loads), ("yaml", spec.yaml_, yaml.safe_load)):

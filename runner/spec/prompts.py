@@ -7,13 +7,14 @@ knows where each field was written so that an error points into the right file.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import Problem, field_path, problems_of
-from .format import Check, Spec
+from .format import Check, FileCheck, HttpCheck, Spec
 from .templates import Namespace, Source, quoting, render, template_fields
 
 PROMPTS = ("system", "task", "verify_failed", "summarize", "judge", "spec_changed", "agent")
@@ -104,14 +105,49 @@ class Renderer:
             return f"only files matching {globs} are changed or created"
         if check.http is not None:
             url = self.field(base + ("http", "url"), check.http.url)
-            return f"{check.http.method} {url} answers as expected"
+            return f"{check.http.method} {url} {_http_rules(check.http)}"
         if check.file is not None:
             path = self.field(base + ("file", "path"), check.file.path)
-            return f"{path} is unchanged" if check.file.unchanged else f"{path} meets the file rules"
+            return f"{path} {_file_rules(check.file)}"
         assert check.judge is not None
         criteria = self.field(base + ("judge", "criteria"), check.judge.criteria)
         return f"an independent reviewer judges: {criteria.strip()}"
 
+
+
+# The rules a file or HTTP check applies, said in full: a model told only "meets the file rules"
+# guesses them (a small one changed the port it was told to keep), and nothing is hidden by saying them.
+def _file_rules(rule: FileCheck) -> str:
+    if rule.unchanged:
+        return "is unchanged"
+    if not rule.exists:
+        return "does not exist"
+    said = [f"contains `{rule.contains}`" if rule.contains is not None else "",
+            f"does not contain `{rule.not_contains}`" if rule.not_contains is not None else "",
+            f"matches the regular expression `{rule.matches}`" if rule.matches is not None else "",
+            f"is valid JSON holding {_shown(rule.json_)}" if rule.json_ is not None else "",
+            f"is valid YAML holding {_shown(rule.yaml_)}" if rule.yaml_ is not None else "",
+            f"is at most {rule.max_size} bytes" if rule.max_size is not None else ""]
+    return _joined([s for s in said if s]) or "exists"
+
+
+def _http_rules(rule: HttpCheck) -> str:
+    statuses = rule.status if isinstance(rule.status, list) else [rule.status]
+    said = [f"answers with status {' or '.join(map(str, statuses))}",
+            f"a JSON body holding {_shown(rule.json_)}" if rule.json_ is not None else "",
+            f"a body matching `{rule.matches}`" if rule.matches is not None else "",
+            f"within {rule.max_latency:g} s" if rule.max_latency is not None else ""]
+    return _joined([s for s in said if s])
+
+
+def _shown(value: Any) -> str:
+    """A value as JSON (what a map "holding" means: at least these keys, with these values)."""
+    text = json.dumps(value, ensure_ascii=False)
+    return f"`{text}`" + (" (other keys may be there too)" if isinstance(value, dict) else "")
+
+
+def _joined(parts: list[str]) -> str:
+    return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1] if parts else ""
 
 def validate_templates(renderer: Renderer) -> list[Problem]:
     """Render every template in the spec with sample values; each failure is a located Problem."""

@@ -95,6 +95,7 @@ def edit_file(ws: Workspace, path: str, old: str, new: str, replace_all: bool = 
     if count == 1 and in_place(text, old, new):  # `new` extends `old` and is there: a second time adds a copy
         return MADE_BEFORE.format(path=path)
     edited = text.replace(old, new, -1 if replace_all else 1)
+    ws.made.setdefault(target, []).append(new)
     return (f"edited {path}: replaced {lines} line(s)" + (f", {count} times" if count > 1 else "")
             + _write_edit(ws, target, path, text, edited))
 
@@ -104,7 +105,7 @@ def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, n
     (matching.py), or say that the edit was made already; else fail with the closest text."""
     loose = loosely(text, old, new)
     if loose is None:
-        if done_already(text, old, new):
+        if done_already(text, old, new, ws.made.get(target, [])):
             return MADE_BEFORE.format(path=path)
         near = closest(text, old) or (f"The whole file:\n```\n{text.rstrip()}\n```\n"  # nothing near: a guess
                                       if len(text.splitlines()) <= WHOLE_LINES else "")
@@ -113,6 +114,7 @@ def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, n
     edited, how = loose
     if edited == text:
         return "the old text matched loosely (whitespace or quotes), and the new text is the same; nothing changed"
+    ws.made.setdefault(target, []).append(new)
     shown = _write_edit(ws, target, path, text, edited)
     return f"edited {path}: the old text matched {how}{shown}"
 

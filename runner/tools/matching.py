@@ -132,9 +132,14 @@ def _rewhitespaced(text: str, old: str, new: str) -> tuple[str, str] | None:
     return None if edited is None else (edited, "the file's line breaks and indentation were kept")
 
 
-def done_already(text: str, old: str, new: str) -> bool:
-    """Whether the edit was made before: `old` is nowhere (not even word for word) and `new` is there."""
-    return bool(new.split()) and not _places(text, old) and (new in text or bool(_places(text, new)))
+def done_already(text: str, old: str, new: str, made: list[str]) -> bool:
+    """Whether the edit was made before: `old` is nowhere (not even word for word), `new` is there and
+    was put there by one of the edits `made` (the new texts of this file's edits, word for word). That
+    `new` merely occurs is not enough: `pass` is in many files, and a small model told its edit of
+    text that is not there was "made before" takes it as done."""
+    words = " ".join(new.split())
+    return (bool(words) and any(words in " ".join(m.split()) for m in made) and not _places(text, old)
+            and (new in text or bool(_places(text, new))))
 
 
 def in_place(text: str, old: str, new: str) -> bool:
