@@ -168,7 +168,21 @@ def test_a_parse_error_shows_the_line_it_names_and_the_one_before(write, tmp_pat
     write("out/data.json", '{\n  "ok": true,\n  "items": [1, 2],\n}\n')
     loop, _ = run_spec(write, tmp_path, FILE_CHECKS, [{"say": "done"}], "stop: {max_iterations: 1}\n")
     summary = next(r["summary"] for r in events(loop.record.folder, "verify")[0]["results"] if r["name"] == "json")
-    assert summary.endswith('at line 4 `}`, after line 3 `"items": [1, 2],`'), summary
+    assert summary.endswith('at line 4 `}`, after line 3 `"items": [1, 2],`. JSON allows no comma after the last '
+                            'item: remove the one at the end of line 3'), summary
+
+
+@pytest.mark.parametrize("text,cause", [
+    ('{"ok": True}', "JSON writes True as true"),
+    ("{'ok': true}", 'JSON strings and keys take double quotes ("), not single ones'),
+    ('{"ok": yes}', '`yes` is not a JSON value: a string takes double quotes, as in "yes"'),
+    ('{"ok" true}', 'at line 1 `{"ok" true}`'),  # no usual cause: the place alone
+])
+def test_a_json_error_names_its_usual_cause(write, tmp_path, text, cause):
+    write("out/data.json", text)
+    loop, _ = run_spec(write, tmp_path, FILE_CHECKS, [{"say": "done"}], "stop: {max_iterations: 1}\n")
+    summary = next(r["summary"] for r in events(loop.record.folder, "verify")[0]["results"] if r["name"] == "json")
+    assert summary.endswith(cause), summary
 
 
 def test_a_run_that_edits_a_protected_file_is_refused_verified(write, tmp_path):

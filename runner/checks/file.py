@@ -25,6 +25,7 @@ from ..tools.workspace import Workspace
 from .base import CheckEnv, CheckResult, mismatch, tail
 
 MAX_WALKED = 20000
+PYTHON_WORDS = {"True": "true", "False": "false", "None": "null"}
 
 
 def file_check(env: CheckEnv) -> CheckResult:
@@ -96,7 +97,26 @@ def _around(text: str, exc: Exception) -> str:
         return ""
     def quoted(n: int) -> str:
         return f"`{lines[n - 1].strip()[:80]}`"
-    return f"; at line {line} {quoted(line)}" + (f", after line {line - 1} {quoted(line - 1)}" if line > 1 else "")
+    return (f"; at line {line} {quoted(line)}" + (f", after line {line - 1} {quoted(line - 1)}" if line > 1 else "")
+            + (_json_cause(text, exc) if isinstance(exc, json.JSONDecodeError) else ""))
+
+
+def _json_cause(text: str, exc: json.JSONDecodeError) -> str:
+    """The usual cause of a JSON error, said plainly: a parser's message names what it expected, not
+    what is wrong, and a small model does not see a trailing comma or Python's `True` in it."""
+    before, rest = text[:exc.pos].rstrip(), text[exc.pos:]
+    if before.endswith(",") and rest[:1] in "}]":
+        line = before.count("\n") + 1
+        return f". JSON allows no comma after the last item: remove the one at the end of line {line}"
+    word = re.match(r"[A-Za-z_]\w*", rest) if exc.msg in ("Expecting value", "Expecting property name enclosed "
+                                                          "in double quotes") else None
+    if word and word.group(0) in PYTHON_WORDS:
+        return f". JSON writes {word.group(0)} as {PYTHON_WORDS[word.group(0)]}"
+    if rest[:1] == "'" and exc.msg.startswith("Expecting"):
+        return ". JSON strings and keys take double quotes (\"), not single ones"
+    if word and before.endswith((":", "[", ",")):  # in a value's place, not a file that is no JSON at all
+        return f". `{word.group(0)}` is not a JSON value: a string takes double quotes, as in \"{word.group(0)}\""
+    return ""
 
 
 def _where(text: str, snippet: str, most: int = 3) -> str:

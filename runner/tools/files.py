@@ -85,8 +85,9 @@ def edit_file(ws: Workspace, path: str, old: str, new: str, replace_all: bool = 
     if count == 0:
         return _edit_loosely(ws, target, path, text, old, new)
     if old == new:  # said before any ambiguity: the choices it offers would change nothing either
+        # A small model that means to delete a line (an unused import) sends it as both: say how.
         raise ToolFailure("old and new are the same, so this edit would change nothing; put the corrected text "
-                          "in `new`")
+                          "in `new`, or to delete the old text give `new` as an empty string")
     if count > 1 and not replace_all:
         # No word of replace_all here: small models take it up, and change every one.
         raise ToolFailure(f"the old text occurs {count} times in {path}, so it is not clear which to change; "

@@ -53,7 +53,7 @@ BUILTINS: dict[str, Builtin] = {
         "path": _p(), "old": _p(description="the text to replace, copied from the file; it must occur once "
                                             "(unless replace_all). Whitespace at line ends and a shifted "
                                             "indentation are forgiven"),
-        "new": _p(description="replacement text"),
+        "new": _p(description="replacement text; an empty string deletes old"),
         "replace_all": _p("boolean", "replace every occurrence of old, e.g. to rename", default=False)}),
     "list_files": Builtin("List files under a folder, recursively.", {
         "path": _p(default="."), "pattern": _p(description="glob over relative paths", default=None)}),
