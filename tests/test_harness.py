@@ -108,6 +108,27 @@ def test_paths_in_the_workdir_reach_the_model_relative_as_its_tools_take_them(wr
     assert str(tmp_path) in events(folder, "verify")[0]["results"][0]["output_tail"]  # the record keeps what ran
 
 
+
+def test_an_edit_of_text_copied_from_a_check_report_or_a_command_is_told_where_it_came_from(write, loop_cli):
+    write("inv.py", "import os\n\nprint(1)\n")
+    checks = ("verify:\n  at_start: true\n  checks:\n"
+              "    - {name: lint, run: 'echo \"F401 os imported but unused\"; exit 1'}\n"
+              "stop: {max_iterations: 2}\n")
+    path = spec(write, """
+        - tools:
+            - edit_file: {path: inv.py, old: "F401 os imported but unused", new: ""}
+        - tools:
+            - shell: {command: "echo Traceback: line 3 of inv.py"}
+            - edit_file: {path: inv.py, old: "Traceback: line 3", new: "x"}
+            - edit_file: {path: inv.py, old: "nothing like it anywhere", new: "x"}
+        """, checks)
+    path.write_text(path.read_text().replace("  - write_file\n", "  - write_file\n  - edit_file\n"))
+    loop_cli("run", path)
+    outputs = [e["output_preview"] for e in events(run_folder(Path("runs")), "tool_call") if e["name"] == "edit_file"]
+    assert "[Your `old` is text from a check report, not from inv.py: copy `old` from the file" in outputs[0]
+    assert "[Your `old` is text from the output of `shell`, not from inv.py" in outputs[1]
+    assert "not found" in outputs[2] and "Your `old`" not in outputs[2]  # from nowhere: no source to name
+
 def test_loop_show_verbose_shows_words_arguments_whole_outputs_and_failing_checks(write, loop_cli):
     long_output = "".join(f"line {i}\n" for i in range(1, 151))
     write("big.txt", long_output)
@@ -140,6 +161,8 @@ def test_a_failing_checks_output_is_in_show_verbose(write, loop_cli):
     loop_cli("run", path)
     shown = loop_cli("show", run_folder(Path("runs")).name, "-v").stdout
     assert "t output (tail):\n      | broken-thing" in shown
+    assert shown.count("broken-thing") == 1  # the line above the output carries no tail of it too
+    assert "| broken-thing" in loop_cli("show", run_folder(Path("runs")).name).stdout  # without -v: the tail
     page = Path(loop_cli("report", run_folder(Path("runs")).name).stdout.strip()).read_text()
     assert "output (tail)" in page and "broken-thing" in page
 

@@ -117,11 +117,12 @@ def printable(text: str) -> str:
     return ESCAPES.sub("", text)
 
 
-def format_event(event: dict[str, Any], color: bool = False) -> str | None:
+def format_event(event: dict[str, Any], color: bool = False, verbose: bool = False) -> str | None:
+    """One event's line; `verbose` leaves out the output tails that `details` shows whole under it."""
     formatter = FORMATS.get(event.get("type", ""))
     if formatter is None:
         return None
-    line = printable(mask(formatter(event)))
+    line = printable(mask(formatter(_without_tails(event) if verbose else event)))
     if not color:
         return line
     if event["type"] == "run_finished":
@@ -129,6 +130,13 @@ def format_event(event: dict[str, Any], color: bool = False) -> str | None:
     if event["type"] == "tool_call" and not event.get("ok"):
         return click.style(line, fg="yellow")
     return click.style(line, fg=COLORS.get(event["type"]))
+
+
+def _without_tails(event: dict[str, Any]) -> dict[str, Any]:
+    quiet = {k: v for k, v in event.items() if k not in ("output_tail", "output_preview")}
+    if "results" in event:
+        quiet["results"] = [{k: v for k, v in r.items() if k != "output_tail"} for r in event["results"]]
+    return quiet
 
 
 VERBOSE_LINES = 200  # of each output and argument, in `loop show --verbose` (the report has them whole)

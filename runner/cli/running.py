@@ -224,7 +224,7 @@ def show(run_id: str, as_json: bool, follow: bool, verbose: bool, runs_option: s
         if outputs and fresh:
             outputs.refresh()
         for event in fresh:
-            line = json.dumps(event) if as_json else format_event(event, color)
+            line = json.dumps(event) if as_json else format_event(event, color, verbose)
             if line is not None:
                 click.echo(line)
             more = details(event, outputs.of) if outputs else None

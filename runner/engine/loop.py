@@ -5,8 +5,8 @@
     step()  take a reloaded spec, check the limits, query the model, execute the calls, verify
 
 Policies live elsewhere: the prompt budget in context.py, limits and progress in limits.py,
-sub-loops in subloop.py, hot reload in reload.py (all in engine/); the checks in checks/, the
-tools in tools/.
+sub-loops in subloop.py, hot reload in reload.py, what a tool's result gets from the turns before
+in hints.py (all in engine/); the checks in checks/, the tools in tools/.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from ..tools.mcp import McpServers
 from ..tools.sandbox import Commands, Policy, discard_private, policy_for
 from ..tools.shell import Processes
 from ..tools.toolbox import Hooks, Toolbox, ToolResult
+from . import hints
 from .context import Context, initial_messages
 from .limits import Counters, Limits, Progress
 from .status import Failed, Finished, Interrupted, Stop, Verified
@@ -42,8 +43,6 @@ from .subloop import run_subloop
 PREVIEW_CHARS = 1000  # of each tool output, in the trace (the whole output is in the context or an artifact)
 FINISH_DECLINED = ("finish was not taken: {failed} failed in this same turn, and you have not seen the result yet. "
                    "Read it, fix what it shows, then call finish again.")
-REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its result will not change. "
-                 "Try a different approach.]")
 
 
 class Loop:
@@ -269,7 +268,7 @@ class Loop:
 
     def record_call(self, call: ToolCall, result: ToolResult, started: float) -> ToolResult:
         """The result into the context (offloaded if large) and the trace."""
-        output = result.output + (REPEAT_NOTICE if self.progress.note_call(call) else "")
+        output = result.output + hints.added(call, result.output, self.context, self.progress.note_call(call))
         if "usage" in result.record:  # an agent CLI's own spending (agent: worker)
             usage = result.record["usage"]
             self.counters.add(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), usage["cost_usd"])

@@ -85,9 +85,10 @@ def edit_file(ws: Workspace, path: str, old: str, new: str, replace_all: bool = 
     if count == 0:
         return _edit_loosely(ws, target, path, text, old, new)
     if old == new:  # said before any ambiguity: the choices it offers would change nothing either
-        # A small model that means to delete a line (an unused import) sends it as both: say how.
+        # Not a word of deleting here: a small model told an empty `new` deletes took it as advice, and
+        # deleted lines it had sent unchanged (bench/real_model.py, 2 runs of 2 that got that hint).
         raise ToolFailure("old and new are the same, so this edit would change nothing; put the corrected text "
-                          "in `new`, or to delete the old text give `new` as an empty string")
+                          "in `new`")
     if count > 1 and not replace_all:
         # No word of replace_all here: small models take it up, and change every one.
         raise ToolFailure(f"the old text occurs {count} times in {path}, so it is not clear which to change; "
