@@ -6,7 +6,7 @@ start builds llama.cpp, ~6 minutes), runs each task of bench/tasks/ (and the qui
 Run by hand, never in CI:
 
     python bench/real_model.py [--runs 3] [--quickstart-runs 5] [--tasks quickstart,lint] [--tree DIR] [--out FILE]
-                               [--at-start] [--checks-on change] [--tool-choice required]
+                               [--at-start] [--checks-on change] [--tool-choice required] [--api-base URL]
 
 `--tree DIR` runs the `loop` of another checkout (e.g. an older commit) against the same tasks.
 """
@@ -112,9 +112,10 @@ def main() -> None:
     parser.add_argument("--at-start", action="store_true", help="run every task with verify.at_start: true")
     parser.add_argument("--checks-on", choices=["finish", "every_iteration", "change"],
                         help="set every task's verify.on")
+    parser.add_argument("--api-base", help="talk to this server instead of starting one (e.g. a logging proxy)")
     args = parser.parse_args()
     verify = {**({"at_start": True} if args.at_start else {}), **({"on": args.checks_on} if args.checks_on else {})}
-    api_base = serve()
+    api_base = args.api_base or serve()
     results = []
     rounds = max(args.runs, args.quickstart_runs)
     for round_ in range(rounds):

@@ -354,3 +354,13 @@ def test_an_edit_shows_the_lines_it_changed_with_those_around_them(box, tmp_path
     (work / "big.txt").write_text("x\n" * 50)
     wide = call(box, "edit_file", path="big.txt", old="x", new="y", replace_all=True)
     assert wide.ok and "now read" not in wide.output  # too many lines to show: the count says what happened
+
+
+def test_a_failed_edit_of_a_short_file_points_to_write_file_only_where_it_is_offered(box, write, tmp_path):
+    (tmp_path / "work/long.txt").write_text("".join(f"line {i}\n" for i in range(1, 61)))
+    short = call(box, "edit_file", path="a.txt", old="delta", new="D").output
+    long = call(box, "edit_file", path="long.txt", old="delta", new="D").output
+    assert "write_file with its whole new content" in short and "write_file" not in long
+    spec = write("edit-only.loop.yaml", "version: 1\nname: e\nmodel: m\nobjective: o\ntools: [edit_file]\n")
+    edit_only = toolbox(resolve(spec), tmp_path / "work", tmp_path / "runs")
+    assert "write_file" not in call(edit_only, "edit_file", path="a.txt", old="delta", new="D").output

@@ -98,5 +98,11 @@ def failure_report(renderer: Renderer, results: list[CheckResult], iteration: in
     `tools`, the names of the tools the model has."""
     failed = [r for r in results if not r.passed]
     return renderer.prompt("verify_failed", iteration, ending=ending, tools=tools or [],
-                           failed=[{"name": r.name, "summary": r.summary, "output": r.output} for r in failed],
+                           failed=[{"name": r.name, "summary": r.summary, "output": _beyond(r)} for r in failed],
                            passed=[r.name for r in results if r.passed], total=len(results))
+
+
+def _beyond(result: CheckResult) -> str:
+    """The output a report shows under the check's summary: none when it only says the summary again
+    (a file check's finding), since a model copies from a report, and twice is twice the bait."""
+    return "" if result.output.strip() == result.summary.strip() else result.output

@@ -24,6 +24,8 @@ MAX_SEARCH_BYTES = 2 * 1024 * 1024
 FOLDER_HINT = 20  # files named when read_file is given a folder
 MADE_BEFORE = "{path} has the new text in place already: this edit was made before; nothing changed"
 WHOLE_LINES = 100  # read_file returns files this short whole, whatever range was asked for
+REWRITE_LINES = 40  # a failed edit of a file this short suggests write_file (if offered): copying `old`
+# exactly, quotes escaped inside a JSON argument, is what small models fail at, not writing a file
 SHOWN_AROUND = 4  # lines before and after an edit that its result shows
 SHOWN_MOST = 40  # an edit that changed more lines than this is not shown
 
@@ -111,8 +113,10 @@ def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, n
             return MADE_BEFORE.format(path=path)
         near = closest(text, old) or (f"The whole file:\n```\n{text.rstrip()}\n```\n"  # nothing near: a guess
                                       if len(text.splitlines()) <= WHOLE_LINES else "")
+        whole = (" Or, simpler for a file this short: write_file with its whole new content"
+                 if ws.can_write and len(text.splitlines()) <= REWRITE_LINES else "")
         raise ToolFailure(f"the old text was not found in {path}. {near}Copy `old` exactly from the file: every "
-                          "space, quote and line break counts")
+                          f"space, quote and line break counts.{whole}")
     edited, how = loose
     if edited == text:
         return "the old text matched loosely (whitespace or quotes), and the new text is the same; nothing changed"

@@ -104,6 +104,7 @@ class Toolbox:
                                    policy.protect if policy else tuple(spec.protect), policy.hidden if policy else ())
         self.offered: dict[str, ToolSpec] = {t.name: t for t in spec.tools if t.mcp is None}
         self.remote = {offered: server for server in hooks.mcp.values() for offered in server.tools}  # MCP tools
+        self.workspace.can_write = "write_file" in self.offered
         self.offered.setdefault("finish", ToolSpec(name="finish"))
         if spec.context.compaction != "none":
             self.offered.setdefault("note", ToolSpec(name="note"))

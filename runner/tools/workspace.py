@@ -40,6 +40,7 @@ class Workspace:
         self.hidden = (self.root / ".loop", *(h for h in hidden if self.root in h.parents))
         self.written: dict[Path, tuple[int, int]] = {}  # per file, the lines (1-based) its last edit wrote
         self.made: dict[Path, list[str]] = {}  # per file, the new text of each edit made to it
+        self.can_write = False  # write_file is offered: a failed edit of a short file may point to it
 
     def path(self, relative: str) -> Path:
         """The real path of `relative`, refusing anything that leads out of the workdir."""
