@@ -108,8 +108,8 @@ def _json_cause(text: str, exc: json.JSONDecodeError) -> str:
     if before.endswith(",") and rest[:1] in "}]":
         line = before.count("\n") + 1
         return f". JSON allows no comma after the last item: remove the one at the end of line {line}"
-    word = re.match(r"[A-Za-z_]\w*", rest) if exc.msg in ("Expecting value", "Expecting property name enclosed "
-                                                          "in double quotes") else None
+    word = re.match(r"[A-Za-z_]\w*", rest) if exc.msg in ("Expecting value", ("Expecting property name enclosed "
+                                                          "in double quotes")) else None
     if word and word.group(0) in PYTHON_WORDS:
         return f". JSON writes {word.group(0)} as {PYTHON_WORDS[word.group(0)]}"
     if rest[:1] == "'" and exc.msg.startswith("Expecting"):
