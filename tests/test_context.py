@@ -302,3 +302,23 @@ def test_a_runaway_summary_is_cut_so_the_budget_still_holds(write, provider, loo
     assert json.loads(result.stdout)["status"] == "max_iterations", result.stderr
     compactions = events(run_folder(Path("runs")), "compaction")
     assert compactions and all(len(c["summary"]) <= 2200 and c["after_tokens"] <= 2200 for c in compactions)
+
+
+def test_library_frames_of_a_traceback_are_folded_in_what_the_model_reads_and_kept_in_the_record(write, loop_cli):
+    from test_loop import spec
+
+    write("app.py", "import json\n\n\ndef load():\n    return json.loads('{\"a\": 1,}')\n\n\nload()\n")
+    write("log.txt", "Traceback (most recent call last):\n" + '  File "/usr/lib/x.py", line 1, in f\n    f()\n' * 3)
+    checks = "verify:\n  at_start: true\n  checks:\n    - {name: app, run: python3 app.py}\nstop: {max_iterations: 1}\n"
+    path = spec(write, "- tools:\n    - shell: {command: python3 app.py}\n    - read_file: {path: log.txt}\n", checks)
+    path.write_text(path.read_text().replace('"echo *"]', '"echo *", "python3 app.py"]'))
+    loop_cli("run", path)
+    folder = run_folder(Path("runs"))
+    units = context_units(folder)
+    report, (shell, read) = units[0]["messages"][0]["content"], units[1]["messages"][1:]
+    for seen in (report, shell["content"]):
+        assert "[3 frames outside the workdir left out: json/__init__.py, json/decoder.py]" in seen
+        assert 'File "app.py", line 5, in load' in seen and "JSONDecodeError: Expecting property name" in seen
+        assert "decoder.py\", line" not in seen
+    assert read["content"].count('File "/usr/lib/x.py"') == 3  # a file's text is the file's text
+    assert "decoder.py\", line" in events(folder, "verify")[0]["results"][0]["output_tail"]  # the record keeps all

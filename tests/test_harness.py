@@ -112,7 +112,7 @@ def test_paths_in_the_workdir_reach_the_model_relative_as_its_tools_take_them(wr
 def test_an_edit_of_text_copied_from_a_check_report_or_a_command_is_told_where_it_came_from(write, loop_cli):
     write("inv.py", "import os\n\nprint(1)\n")
     checks = ("verify:\n  at_start: true\n  checks:\n"
-              "    - {name: lint, run: 'echo \"F401 os imported but unused\"; exit 1'}\n"
+              "    - {name: lint, run: 'echo \"inv.py:1:8: F401 os imported but unused\"; exit 1'}\n"
               "stop: {max_iterations: 2}\n")
     path = spec(write, """
         - tools:
@@ -125,8 +125,9 @@ def test_an_edit_of_text_copied_from_a_check_report_or_a_command_is_told_where_i
     path.write_text(path.read_text().replace("  - write_file\n", "  - write_file\n  - edit_file\n"))
     loop_cli("run", path)
     outputs = [e["output_preview"] for e in events(run_folder(Path("runs")), "tool_call") if e["name"] == "edit_file"]
-    assert "[Your `old` is text from a check report, not from inv.py: copy `old` from the file" in outputs[0]
-    assert "[Your `old` is text from the output of `shell`, not from inv.py" in outputs[1]
+    assert ("[Your `old` is text from a check report, not from inv.py. It points at inv.py line 1, which reads "
+            "`import os`: put that line in `old`") in outputs[0]  # the line the finding names, ready to copy
+    assert "[Your `old` is text from the output of `shell`, not from inv.py: copy `old` from the file" in outputs[1]
     assert "not found" in outputs[2] and "Your `old`" not in outputs[2]  # from nowhere: no source to name
 
 def test_loop_show_verbose_shows_words_arguments_whole_outputs_and_failing_checks(write, loop_cli):

@@ -31,6 +31,7 @@ from ..record.artifacts import Artifacts
 from ..record.masking import mask
 from ..spec.format import ContextSpec
 from ..spec.prompts import Renderer
+from .tracebacks import fold
 
 TRANSCRIPT_CHARS_PER_MESSAGE = 2000
 
@@ -147,6 +148,8 @@ class Context:
     def add_tool_result(self, call_id: str, name: str, output: str) -> str | None:
         """Add a tool's output (offloaded if large) to the open turn; return the artifact handle."""
         handle, tokens = None, None
+        if name == "shell":  # a command's output, not a file's text: its library frames can go
+            output = fold(relative(output, self.roots))
         limit = self.settings.offload_over_tokens
         if limit and self.artifacts is not None:
             # surely over: spare counting megabytes; else count once, for the decision and the context
@@ -158,6 +161,8 @@ class Context:
         return handle
 
     def add_user(self, text: str, kind: str = "notice") -> None:
+        if kind == "report":
+            text = fold(relative(text, self.roots))
         unit = self._add({"role": "user", "content": text}, kind=kind)
         if kind == "report":
             self.report, self.report_unit = text, unit.id

@@ -5,11 +5,19 @@ can tell the model from them:
 - the same call made three times in a row will not give another result;
 - an edit's `old` that is not in the file but stands in a check report or another tool's output
   was copied from there: small models take a line of `ruff`'s findings or a traceback for the
-  file's text, and then retry it, since "not found" alone does not say why.
+  file's text, and then retry it, since "not found" alone does not say why. When that text points
+  at a line of the file (`inventory.py:1:8`, `File "app.py", line 8`), the line itself is shown as
+  the `old` to use: told only where the text came from, a 1.5B model copied the next finding in 4
+  of 4 samples; shown the line, it deleted `import os` in 3 of 4.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable
+
+from ..errors import ToolFailure
 from ..models.base import ToolCall
 from .context import Context
 
@@ -17,33 +25,68 @@ REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its res
                  "Try a different approach.]")
 NOT_FOUND = "the old text was not found in"
 MIN_QUOTED = 8  # characters: a shorter `old` (a word) stands in many places by chance
+NEAR = 400  # characters around the copied text in which a pointer to the file's line counts
 
 
-def added(call: ToolCall, output: str, context: Context, repeated: bool) -> str:
-    """What follows the tool's own output."""
-    return (_misquoted(call, output, context) if call.name == "edit_file" and NOT_FOUND in output else "") + (
-        REPEAT_NOTICE if repeated else "")
+def added(call: ToolCall, output: str, context: Context, repeated: bool,
+          read: Callable[[str], str] | None = None) -> str:
+    """What follows the tool's own output; `read` reads a file of the workdir (and refuses others)."""
+    misquoted = _misquoted(call, context, read) if call.name == "edit_file" and NOT_FOUND in output else ""
+    return misquoted + (REPEAT_NOTICE if repeated else "")
 
 
-def _misquoted(call: ToolCall, output: str, context: Context) -> str:
+def _misquoted(call: ToolCall, context: Context, read: Callable[[str], str] | None) -> str:
     old = call.args.get("old") if isinstance(call.args, dict) else None
-    if not isinstance(old, str) or len(old.strip()) < MIN_QUOTED:
+    path = call.args.get("path") if isinstance(call.args, dict) else None
+    if not isinstance(old, str) or len(old.strip()) < MIN_QUOTED or not isinstance(path, str):
         return ""
-    source = copied_from(context, old.strip())
-    return (f"\n[Your `old` is text from {source}, not from {call.args.get('path')}: copy `old` from the file "
-            "itself, as it reads now.]") if source else ""
+    found = copied_from(context, old.strip())
+    if found is None:
+        return ""
+    source, text = found
+    pointed = _pointed_line(text, old.strip(), path, read) if read else None
+    if pointed is None:
+        return (f"\n[Your `old` is text from {source}, not from {path}: copy `old` from the file itself, "
+                "as it reads now.]")
+    number, line = pointed
+    shown = f"`{line.strip()}`" if "`" not in line else json.dumps(line.strip())
+    return (f"\n[Your `old` is text from {source}, not from {path}. It points at {path} line {number}, which "
+            f"reads {shown}: put that line in `old`, and in `new` what it should become (an empty `new` deletes it).]")
 
 
-def copied_from(context: Context, snippet: str) -> str | None:
+def copied_from(context: Context, snippet: str) -> tuple[str, str] | None:
     """The newest message of the context that holds `snippet`, said as "a check report" or "the
-    output of TOOL"; None if none does."""
+    output of TOOL", and its text; None if none does."""
     for unit in reversed(context.units):
         names = {c["id"]: c["function"]["name"] for m in unit.messages for c in m.get("tool_calls") or []}
         for message in reversed(unit.messages):
-            if snippet not in (message.get("content") or "") or message["role"] not in ("tool", "user"):
+            text = message.get("content") or ""
+            if snippet not in text or message["role"] not in ("tool", "user"):
                 continue
             if message["role"] == "user":
-                return "a check report" if unit.kind == "report" else "a message of the run"
-            return f"the output of `{names.get(message.get('tool_call_id'), 'a tool')}`"
+                return ("a check report" if unit.kind == "report" else "a message of the run"), text
+            return f"the output of `{names.get(message.get('tool_call_id'), 'a tool')}`", text
     return None
+
+
+def _pointed_line(text: str, snippet: str, path: str, read: Callable[[str], str]) -> tuple[int, str] | None:
+    """The line of `path` that the text around `snippet` points at (`path:LINE`, `File "path", line
+    LINE`): on the snippet's own line (`inventory.py:1:8: F401 ...`), else the first after it
+    (ruff's `--> inventory.py:1:8`), else the last before it; with what that line reads now."""
+    name = re.escape(path.removeprefix("./"))
+    pointer = re.compile(rf'(?<![\w/.-])(?:\./)?(?:{name}:(\d+)|File "(?:\./)?{name}", line (\d+))')
+    at = text.find(snippet)
+    start, end = text.rfind("\n", 0, at) + 1, text.find("\n", at + len(snippet))
+    end = len(text) if end < 0 else end
+    before = list(pointer.finditer(text, max(0, start - NEAR), start))
+    chosen = next(pointer.finditer(text, start, end), None) or next(pointer.finditer(text, end, end + NEAR), None)
+    chosen = chosen or (before[-1] if before else None)
+    if chosen is None:
+        return None
+    number = int(chosen.group(1) or chosen.group(2))
+    try:
+        lines = read(path).splitlines()
+    except (ToolFailure, OSError):
+        return None
+    return (number, lines[number - 1]) if 0 < number <= len(lines) and lines[number - 1].strip() else None
 

@@ -268,7 +268,8 @@ class Loop:
 
     def record_call(self, call: ToolCall, result: ToolResult, started: float) -> ToolResult:
         """The result into the context (offloaded if large) and the trace."""
-        output = result.output + hints.added(call, result.output, self.context, self.progress.note_call(call))
+        output = result.output + hints.added(call, result.output, self.context, self.progress.note_call(call),
+                                             self.toolbox.workspace.read_text)
         if "usage" in result.record:  # an agent CLI's own spending (agent: worker)
             usage = result.record["usage"]
             self.counters.add(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), usage["cost_usd"])
