@@ -246,3 +246,27 @@ def test_run_options_override_the_spec(write, loop_cli, tmp_path, provider, monk
     assert provider.requests[0]["messages"][1]["content"] == "# Objective\nSay bonjour."
     assert (tmp_path / "elsewhere" / "done.txt").exists() and not (tmp_path / "done.txt").exists()
     assert (tmp_path / "elsewhere" / ".loop").is_dir() is False  # LOOP_RUNS_DIR keeps runs in tmp_path/runs
+
+
+def test_a_finish_that_changed_nothing_since_a_failed_round_is_told_so_without_the_outputs_again(write, tmp_path):
+    from runner.engine.start import start
+    from runner.spec.resolve import resolve
+
+    checks = "verify:\n  - {name: done, run: 'echo nothing in done.txt yet; exit 1'}\nstop: {max_iterations: 4}\n"
+    path = spec(write, """
+        - tools: [{finish: {}}]
+        - tools: [{finish: {}}]
+        - tools:
+            - write_file: {path: other.txt, content: x}
+            - finish: {}
+        - say: done
+        """, checks)
+    loop = start(resolve(path), tmp_path, tmp_path / "runs")
+    loop.run()
+    reports = [call["messages"][-1]["content"] for call in list(loop.model.calls)[1:4]]
+    assert "nothing in done.txt yet" in reports[0]  # the first failure, in full
+    assert reports[1].startswith("You called `finish`, but no file has changed since the checks last failed, "
+                                 "and they failed the same way: done.") and "nothing in done.txt" not in reports[1]
+    assert "nothing in done.txt yet" in reports[2]  # a file changed: the whole report again
+    short = [u.kind for u in loop.context.units if (u.messages[0].get("content") or "").startswith("You called")]
+    assert short == ["notice"]  # not the latest report: after a compaction, the one with the outputs stays

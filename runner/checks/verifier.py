@@ -92,12 +92,13 @@ class Verifier:
 
 
 def failure_report(renderer: Renderer, results: list[CheckResult], iteration: int, ending: str | None = None,
-                   tools: list[str] | None = None) -> str:
+                   tools: list[str] | None = None, unchanged: bool = False) -> str:
     """The report of a failed round. `ending` says what ran the checks: the model's `finish`, a reply
     that called no tool (`no_tool`) or said nothing (`empty`), or None (checks of every iteration);
-    `tools`, the names of the tools the model has."""
+    `tools`, the names of the tools the model has; `unchanged`, a finish that changed nothing since
+    the round before, which failed the same way (its report, with the outputs, is still there)."""
     failed = [r for r in results if not r.passed]
-    return renderer.prompt("verify_failed", iteration, ending=ending, tools=tools or [],
+    return renderer.prompt("verify_failed", iteration, ending=ending, tools=tools or [], unchanged=unchanged,
                            failed=[{"name": r.name, "summary": r.summary, "output": _beyond(r)} for r in failed],
                            passed=[r.name for r in results if r.passed], total=len(results))
 

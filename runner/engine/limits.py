@@ -157,6 +157,13 @@ class Progress:
         """Every check has just run on the workdir as it is."""
         self.checked = fingerprint(self.workdir)
 
+    def unchanged_since(self, before: list[Any], after: list[Any]) -> bool:
+        """No file changed since every check last ran (`before`), and `after` fails as that round did."""
+        def failing(results: list[Any]) -> set[tuple[str, str]]:
+            return {(r.name, r.summary) for r in results if not r.passed}
+        return (bool(failing(after)) and failing(before) == failing(after)
+                and {r.name for r in before} == {r.name for r in after} and fingerprint(self.workdir) == self.checked)
+
     def needs_last_round(self, stop: Stop) -> bool:
         """`stop` ends a run whose work may be done (its limit is on iterations, not on what it may
         spend), and files changed since every check last ran: the checks' last word is out of date."""

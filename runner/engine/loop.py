@@ -292,6 +292,7 @@ class Loop:
             results = self.verifier.run(checks, self.counters.iteration, self.limits.time_left(self.counters))
         for result in results:
             self.counters.add(result.prompt_tokens, result.completion_tokens, result.cost_usd)
+        unchanged = ending == "finish" and self.progress.unchanged_since(self.last_results, results)
         self.last_results = results
         self.emit("verify", final=ending is not None, results=[r.record() for r in results],
                   run=self.counters.totals())
@@ -301,9 +302,10 @@ class Loop:
         if all(r.passed for r in results):
             if whole:
                 raise Verified(f"all {len(results)} checks passed")
-        else:
+        else:  # a report that only says "nothing changed" leaves the one before it the latest
             self.context.add_user(failure_report(self.renderer, results, self.counters.iteration, ending,
-                                                list(self.toolbox.offered)), "report")
+                                                list(self.toolbox.offered), unchanged),
+                                  "notice" if unchanged else "report")
         return results
 
     def save(self, checkpoint: bool = False) -> None:

@@ -287,7 +287,9 @@ class PromptSpec(Strict):
     verify_failed: Template | None = Field(None, description="The report of a failed check round. Gets `failed` "
                                            "(each `name`, `summary`, `output`), `passed`, `total`, `tools` (the "
                                            "model's) and `ending`: what ran the checks (`finish`, `no_tool`, "
-                                           "`empty`, `start`: the round before the first move, or none).")
+                                           "`empty`, `start`: the round before the first move, or none) and "
+                                           "`unchanged`: a finish that changed no file since the round before, "
+                                           "whose checks failed the same way.")
     summarize: Template | None = Field(None, description="The request to summarise older turns. Gets "
                                        "`objective`, `previous` (the summary so far) and `transcript`.")
     judge: Template | None = Field(None, description="A judge check's prompt. Gets `objective`, `criteria` and "

@@ -26,7 +26,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
                "offload": True, "memory": True},
     "task": {"objective": "the objective", "files": ["README.md", "src/app.py"], "files_more": 0},
     "verify_failed": {"failed": [{"name": "tests", "summary": "exit code 1", "output": "1 failed"}],
-                      "passed": ["lint"], "total": 2, "ending": "finish",
+                      "passed": ["lint"], "total": 2, "ending": "finish", "unchanged": False,
                       "tools": ["read_file", "finish"]},
     "summarize": {"objective": "the objective", "previous": "earlier summary", "transcript": "turns"},
     "agent": {"objective": "the objective", "instructions": "", "report": "1 of 2 checks failed",
