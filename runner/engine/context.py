@@ -149,7 +149,7 @@ class Context:
         """Add a tool's output (offloaded if large) to the open turn; return the artifact handle."""
         handle, tokens = None, None
         if name == "shell":  # a command's output, not a file's text: its library frames can go
-            output = fold(relative(output, self.roots))
+            output = fold(output, self.roots)
         limit = self.settings.offload_over_tokens
         if limit and self.artifacts is not None:
             # surely over: spare counting megabytes; else count once, for the decision and the context
@@ -162,7 +162,7 @@ class Context:
 
     def add_user(self, text: str, kind: str = "notice") -> None:
         if kind == "report":
-            text = fold(relative(text, self.roots))
+            text = fold(text, self.roots)
         unit = self._add({"role": "user", "content": text}, kind=kind)
         if kind == "report":
             self.report, self.report_unit = text, unit.id

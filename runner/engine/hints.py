@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from itertools import chain
 
 from ..errors import ToolFailure
 from ..models.base import ToolCall
@@ -28,14 +29,13 @@ MIN_QUOTED = 8  # characters: a shorter `old` (a word) stands in many places by 
 NEAR = 400  # characters around the copied text in which a pointer to the file's line counts
 
 
-def added(call: ToolCall, output: str, context: Context, repeated: bool,
-          read: Callable[[str], str] | None = None) -> str:
+def added(call: ToolCall, output: str, context: Context, repeated: bool, read: Callable[[str], str]) -> str:
     """What follows the tool's own output; `read` reads a file of the workdir (and refuses others)."""
     misquoted = _misquoted(call, context, read) if call.name == "edit_file" and NOT_FOUND in output else ""
     return misquoted + (REPEAT_NOTICE if repeated else "")
 
 
-def _misquoted(call: ToolCall, context: Context, read: Callable[[str], str] | None) -> str:
+def _misquoted(call: ToolCall, context: Context, read: Callable[[str], str]) -> str:
     old = call.args.get("old") if isinstance(call.args, dict) else None
     path = call.args.get("path") if isinstance(call.args, dict) else None
     if not isinstance(old, str) or len(old.strip()) < MIN_QUOTED or not isinstance(path, str):
@@ -44,7 +44,7 @@ def _misquoted(call: ToolCall, context: Context, read: Callable[[str], str] | No
     if found is None:
         return ""
     source, text = found
-    pointed = _pointed_line(text, old.strip(), path, read) if read else None
+    pointed = _pointed_line(text, old.strip(), path, read)
     if pointed is None:
         return (f"\n[Your `old` is text from {source}, not from {path}: copy `old` from the file itself, "
                 "as it reads now.]")
@@ -79,8 +79,8 @@ def _pointed_line(text: str, snippet: str, path: str, read: Callable[[str], str]
     start, end = text.rfind("\n", 0, at) + 1, text.find("\n", at + len(snippet))
     end = len(text) if end < 0 else end
     before = list(pointer.finditer(text, max(0, start - NEAR), start))
-    chosen = next(pointer.finditer(text, start, end), None) or next(pointer.finditer(text, end, end + NEAR), None)
-    chosen = chosen or (before[-1] if before else None)
+    chosen = next(chain(pointer.finditer(text, start, end), pointer.finditer(text, end, end + NEAR), reversed(before)),
+                  None)
     if chosen is None:
         return None
     number = int(chosen.group(1) or chosen.group(2))

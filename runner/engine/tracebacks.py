@@ -5,8 +5,8 @@ frame after frame of code the agent cannot change (`json.load` alone takes five)
 tokens and bury the lines that matter: the workdir's frames and the error itself. Two or more
 frames in a row outside the workdir are folded into one line that names their files.
 
-It runs on what enters the context, after the workdir's paths were made relative: a frame whose
-file is still absolute (or `<frozen ...>`) is outside the workdir.
+A frame is outside the workdir when its file is absolute and under none of the workdir's paths
+(`roots`), or `<frozen ...>`; a relative path is in the workdir, where commands run.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ FRAME = re.compile(r'^( *)File "([^"]+)", line \d+, in ')
 MIN_FOLDED = 2  # a single frame costs less than the line that would stand for it
 
 
-def fold(text: str) -> str:
+def fold(text: str, roots: tuple[str, ...]) -> str:
     """`text` with each run of library frames in a traceback folded into one line."""
     if "Traceback (most recent call last)" not in text:
         return text
@@ -37,7 +37,7 @@ def fold(text: str) -> str:
         while i < len(lines) and len(lines[i]) - len(lines[i].lstrip(" ")) > indent and lines[i].strip():
             frame.append(lines[i])  # the frame's source line and its ^^^ markers
             i += 1
-        if _outside(match.group(2)):
+        if _outside(match.group(2), roots):
             run.append((match.group(2), frame))
         else:
             out += _folded(run) + frame
@@ -45,8 +45,10 @@ def fold(text: str) -> str:
     return "\n".join(out + _folded(run))
 
 
-def _outside(path: str) -> bool:
-    return path.startswith(("/", "<frozen")) or re.match(r"[A-Za-z]:\\", path) is not None
+def _outside(path: str, roots: tuple[str, ...]) -> bool:
+    if path.startswith("<frozen"):
+        return True
+    return path.startswith("/") and not any(path == root or path.startswith(root + "/") for root in roots)
 
 
 def _folded(run: list[tuple[str, list[str]]]) -> list[str]:
