@@ -24,6 +24,7 @@ MAX_SEARCH_BYTES = 2 * 1024 * 1024
 FOLDER_HINT = 20  # files named when read_file is given a folder
 MADE_BEFORE = "{path} has the new text in place already: this edit was made before; nothing changed"
 WHOLE_LINES = 100  # read_file returns files this short whole, whatever range was asked for
+ASKED_QUOTED = 5  # the lines asked for of a short file shown whole are quoted below it, up to this many
 REWRITE_LINES = 40  # a failed edit of a file this short suggests write_file (if offered): copying `old`
 # exactly, quotes escaped inside a JSON argument, is what small models fail at, not writing a file
 SHOWN_AROUND = 4  # lines before and after an edit that its result shows
@@ -46,16 +47,33 @@ def read_file(ws: Workspace, path: str, start_line: int | None = None, end_line:
 
 def _read_lines(text: str, start_line: int | None, end_line: int | None) -> str:
     lines = text.splitlines(keepends=True)
-    if start_line is None and end_line is None or len(lines) <= WHOLE_LINES:  # a range of a short file hides more
+    if start_line is None and end_line is None or not lines:
         return text if text else "(empty file)"
-    first = max(start_line or 1, 1)
-    last = min(end_line or len(lines), len(lines))
+    first, last = max(start_line or 1, 1), min(end_line or len(lines), len(lines))
+    if len(lines) <= WHOLE_LINES:  # a range of a short file hides more
+        whole = first == 1 and last == len(lines)
+        return text if whole else text.rstrip("\n") + "\n\n" + _asked(lines, first, last)
     part = "".join(lines[first - 1:last])
     if not part:
         return f"(no lines {first}-{last}; the file has {len(lines)})"
     if first == 1 and last == len(lines):
         return part
     return part.rstrip("\n") + f"\n[lines {first}-{last} of {len(lines)}]"  # a model may not know there is more
+
+
+def _asked(lines: list[str], first: int, last: int) -> str:
+    """Said under a short file shown whole for a range: which lines were asked for. Without it a small
+    model took the file's first line for the one it asked for, and edited that (bench/real_model.py,
+    rename: 2 of 5 samples edited the line asked for, 5 of 5 with it named)."""
+    if first > len(lines):
+        return f"[The whole file, {len(lines)} lines: it has no line {first}.]"
+    last = max(last, first)
+    asked = f"Line {first}" if first == last else f"Lines {first}-{last}"
+    if last - first >= ASKED_QUOTED:
+        return f"[The whole file, {len(lines)} lines, since it is short. {asked} are the ones you asked for.]"
+    quoted = "".join(lines[first - 1:last]).rstrip("\n")
+    said = f"reads: `{quoted}`" if first == last else f"read:\n```\n{quoted}\n```"
+    return f"[The whole file, {len(lines)} lines, since it is short. {asked}, which you asked for, {said}]"
 
 
 def write_file(ws: Workspace, path: str, content: str) -> str:
