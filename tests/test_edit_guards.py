@@ -47,6 +47,19 @@ def test_an_edit_that_would_break_python_is_refused_with_the_lines_it_would_leav
     assert call(box, "edit_file", path="inv.py", old='return item["price"]', new="return 0").ok
 
 
+def test_deleting_part_of_a_line_that_leaves_it_invalid_is_told_how_to_delete_the_line(box, tmp_path):  # noqa: F811
+    work = tmp_path / "work"
+    (work / "inv.py").write_text("import os\nimport sys\n\nif sys:\n    import re\n")
+    part = call(box, "edit_file", path="inv.py", old="os", new="")  # `import ` is left
+    assert not part.ok and "invalid Python" in part.output
+    assert part.output.endswith("To delete line 1 whole, put all of it in `old` (`import os`) and leave `new` empty.")
+    alone = call(box, "edit_file", path="inv.py", old="re", new="")  # `if sys:` would be left with no body
+    assert not alone.ok and "To delete" not in alone.output
+    other = call(box, "edit_file", path="inv.py", old="import sys", new="import (")  # not a deletion
+    assert not other.ok and "To delete" not in other.output
+    assert call(box, "edit_file", path="inv.py", old="import os\n", new="").ok  # as told
+
+
 def test_writes_are_refused_only_when_they_break_a_file_that_parsed(box, tmp_path):  # noqa: F811
     work = tmp_path / "work"
     (work / "s.json").write_text('{"port": 8080}\n')

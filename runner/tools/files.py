@@ -10,12 +10,13 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ToolFailure
 from ..record.search import Search
 from .matching import choices, closest, done_already, in_place, loosely
-from .syntax import refuse_breaking
+from .syntax import refuse_breaking, whole_line
 from .workspace import Workspace
 
 MAX_LISTED = 1000
@@ -117,9 +118,10 @@ def edit_file(ws: Workspace, path: str, old: str, new: str, replace_all: bool = 
     if count == 1 and in_place(text, old, new):  # `new` extends `old` and is there: a second time adds a copy
         return MADE_BEFORE.format(path=path)
     edited = text.replace(old, new, -1 if replace_all else 1)
+    deleting = not new and count == 1
+    shown = _write_edit(ws, target, path, text, edited, (lambda: whole_line(path, text, old)) if deleting else str)
     ws.made.setdefault(target, []).append(new)
-    return (f"edited {path}: replaced {lines} line(s)" + (f", {count} times" if count > 1 else "")
-            + _write_edit(ws, target, path, text, edited))
+    return f"edited {path}: replaced {lines} line(s)" + (f", {count} times" if count > 1 else "") + shown
 
 
 def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, new: str) -> str:
@@ -143,11 +145,12 @@ def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, n
     return f"edited {path}: the old text matched {how}{shown}"
 
 
-def _write_edit(ws: Workspace, target: Path, path: str, before: str, after: str) -> str:
+def _write_edit(ws: Workspace, target: Path, path: str, before: str, after: str,
+                hint: Callable[[], str] = str) -> str:
     """Write the edit; return the changed lines as the file has them now, with a few around them:
     the model sees what its edit did, and what is next to it (the second bug a line below), without
     reading the file again."""
-    refuse_breaking(path, before, after)
+    refuse_breaking(path, before, after, hint)
     ws.write_bytes(target, after.encode("utf-8", errors="surrogateescape"))
     new = after.splitlines()
     first, last = _changed(before.splitlines(), new)

@@ -4,6 +4,7 @@ SWE-agent found that turning such an edit down at once, with the syntax error an
 is on, does better than letting it through: the model sees the error at the edit it made, not two
 steps later in a check's traceback (which a small model seldom traces back to its edit). A file
 that did not parse before may be changed in any way: the agent may be mending it step by step.
+An edit that deletes part of a line and leaves the line invalid is told how to delete the line.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import PurePath
 
 from ..errors import ToolFailure
@@ -38,8 +40,8 @@ def error(kind: str, text: str) -> tuple[int, str] | None:
     return None
 
 
-def refuse_breaking(path: str, before: str, after: str) -> None:
-    """Raise a ToolFailure if `after` does not parse where `before` did."""
+def refuse_breaking(path: str, before: str, after: str, hint: Callable[[], str] = str) -> None:
+    """Raise a ToolFailure if `after` does not parse where `before` did; `hint()` ends its message."""
     kind = KINDS.get(PurePath(path).suffix.lower())
     if kind is None or len(after) > MAX_CHARS or len(before) > MAX_CHARS or error(kind, before):
         return
@@ -51,4 +53,22 @@ def refuse_breaking(path: str, before: str, after: str) -> None:
     start, end = max(line - 1 - AROUND, 0), min(line + AROUND, len(lines))
     shown = "\n".join(f"{n + 1:>4} | {lines[n][:200]}" for n in range(start, end))
     raise ToolFailure(f"not done: the change would leave {path} invalid {kind} ({message}, line {line}); the file "
-                      f"is unchanged. It would read:\n```\n{shown}\n```\nSend a change that keeps it valid {kind}")
+                      f"is unchanged. It would read:\n```\n{shown}\n```\nSend a change that keeps it valid {kind}"
+                      + hint())
+
+
+def whole_line(path: str, text: str, old: str) -> str:
+    """For an edit that deletes `old`, part of a line: how to delete the whole line, if the file
+    parses without it. A small model deletes `os` from `import os`; told that the line is left
+    invalid it sent `import os` back unchanged (3 of 5 samples); told this, it deleted the line (5 of 5)."""
+    kind = KINDS.get(PurePath(path).suffix.lower())
+    at = text.find(old)
+    start, end = text.rfind("\n", 0, at) + 1, text.find("\n", at + len(old))
+    end = len(text) if end < 0 else end + 1
+    line = text[start:end].strip()
+    if kind is None or at < 0 or "\n" in old.strip() or line == old.strip() or len(text) > MAX_CHARS \
+            or error(kind, text[:start] + text[end:]):
+        return ""
+    quoted = f" (`{line}`)" if "`" not in line else ""
+    number = text.count("\n", 0, at) + 1
+    return f"\nTo delete line {number} whole, put all of it in `old`{quoted} and leave `new` empty."
