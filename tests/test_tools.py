@@ -63,8 +63,7 @@ def test_file_tools_read_write_edit_list_search(box, tmp_path):
     assert short == ("alpha\nbeta\ngamma\n\n"
                      "[The whole file, 3 lines, since it is short. Line 2, which you asked for, reads: `beta`]")
     assert call(box, "read_file", path="a.txt", start_line=1, end_line=3).output == "alpha\nbeta\ngamma\n"
-    assert "Lines 2-3, which you asked for, read:\n```\nbeta\ngamma\n```" in call(box, "read_file", path="a.txt",
-                                                                                 start_line=2).output
+    assert call(box, "read_file", path="a.txt", start_line=2).output.endswith("you asked for lines 2-3.]")
     assert call(box, "read_file", path="a.txt", start_line=9).output.endswith("it has no line 9.]")
     (tmp_path / "work/long.txt").write_text("".join(f"{i}\n" for i in range(1, 151)))
     assert call(box, "read_file", path="long.txt", start_line=2, end_line=3).output == "2\n3\n[lines 2-3 of 150]"

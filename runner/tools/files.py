@@ -25,7 +25,6 @@ MAX_SEARCH_BYTES = 2 * 1024 * 1024
 FOLDER_HINT = 20  # files named when read_file is given a folder
 MADE_BEFORE = "{path} has the new text in place already: this edit was made before; nothing changed"
 WHOLE_LINES = 100  # read_file returns files this short whole, whatever range was asked for
-ASKED_QUOTED = 5  # the lines asked for of a short file shown whole are quoted below it, up to this many
 REWRITE_LINES = 40  # a failed edit of a file this short suggests write_file (if offered): copying `old`
 # exactly, quotes escaped inside a JSON argument, is what small models fail at, not writing a file
 SHOWN_AROUND = 4  # lines before and after an edit that its result shows
@@ -68,13 +67,10 @@ def _asked(lines: list[str], first: int, last: int) -> str:
     rename: 2 of 5 samples edited the line asked for, 5 of 5 with it named)."""
     if first > len(lines):
         return f"[The whole file, {len(lines)} lines: it has no line {first}.]"
-    last = max(last, first)
-    asked = f"Line {first}" if first == last else f"Lines {first}-{last}"
-    if last - first >= ASKED_QUOTED:
-        return f"[The whole file, {len(lines)} lines, since it is short. {asked} are the ones you asked for.]"
-    quoted = "".join(lines[first - 1:last]).rstrip("\n")
-    said = f"reads: `{quoted}`" if first == last else f"read:\n```\n{quoted}\n```"
-    return f"[The whole file, {len(lines)} lines, since it is short. {asked}, which you asked for, {said}]"
+    if last > first:
+        return f"[The whole file, {len(lines)} lines, since it is short; you asked for lines {first}-{last}.]"
+    return (f"[The whole file, {len(lines)} lines, since it is short. Line {first}, which you asked for, reads: "
+            f"`{lines[first - 1].rstrip()}`]")
 
 
 def write_file(ws: Workspace, path: str, content: str) -> str:
