@@ -12,8 +12,8 @@ from typing import Any
 
 from ..models.base import Model
 from ..record.snapshot import Snapshot
-from ..spec.format import Check
 from ..spec.prompts import Renderer
+from ..spec.verify import Check
 from ..tools.sandbox import Commands
 
 TAIL_LINES = 60

@@ -19,8 +19,9 @@ import yaml
 
 from ..errors import ToolFailure
 from ..record.snapshot import glob_match, walk
-from ..spec.format import FileCheck, Spec
+from ..spec.format import Spec
 from ..spec.prompts import Renderer
+from ..spec.verify import FileCheck
 from ..tools.workspace import Workspace
 from .base import CheckEnv, CheckResult, mismatch, tail
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import LoopError, ToolFailure
 from ..record.masking import mask
-from ..spec.format import JudgeCheck
+from ..spec.verify import JudgeCheck
 from ..tools.workspace import Workspace
 from .base import CheckEnv, CheckResult, tail
 

@@ -16,8 +16,9 @@ from pathlib import Path
 from ..models.base import Model
 from ..models.make import make_model
 from ..record.snapshot import Snapshot
-from ..spec.format import Check, Spec
+from ..spec.format import Spec
 from ..spec.prompts import Renderer
+from ..spec.verify import Check
 from ..tools.sandbox import Commands
 from .base import CheckEnv, CheckResult
 from .command import run_check

@@ -22,7 +22,8 @@ from typing import Any
 from ..models.base import ToolCall
 from ..models.pricing import per_token
 from ..record.snapshot import fingerprint
-from ..spec.format import ModelSpec, StopSpec
+from ..spec.endpoint import ModelSpec
+from ..spec.format import StopSpec
 from .status import LimitReached, NoProgress, Status, Stop
 
 REPEAT_LIMIT = 3

@@ -28,7 +28,7 @@ from ..record.provenance import run_started
 from ..record.snapshot import Snapshot
 from ..record.trace import Observer, Record, activity
 from ..record.worktree import Isolation, commit_run
-from ..spec.format import ModelSpec
+from ..spec.endpoint import ModelSpec
 from ..spec.resolve import Resolved
 from ..tools.mcp import McpServers
 from ..tools.sandbox import Commands, Policy, discard_private, policy_for

@@ -31,9 +31,9 @@ from ..record.snapshot import fingerprint
 from ..record.trace import Observer
 from ..record.watches import WatchRecord, today
 from ..record.worktree import apply_run
-from ..spec.format import Check
 from ..spec.resolve import Resolved
 from ..spec.schedule import ScheduleSpec, describe, next_tick, quiet_until
+from ..spec.verify import Check
 from ..tools.sandbox import Commands, discard_private, policy_for
 from ..tools.shell import Processes
 from . import notify

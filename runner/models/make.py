@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..spec.format import ModelSpec
+from ..spec.endpoint import ModelSpec
 from .agent import AgentTurns
 from .base import Model
 from .provider import LiteLLMModel

@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..spec.format import Endpoint, Spec
+from ..spec.endpoint import Endpoint
+from ..spec.format import Spec
 
 PRICE_LIST = "model_prices_and_context_window_backup.json"
 

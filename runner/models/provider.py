@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ModelError
-from ..spec.format import Endpoint, ModelSpec, is_claude
+from ..spec.endpoint import Endpoint, ModelSpec, is_claude
 from .base import ToolCall, Turn, parse_arguments
 from .litellm_setup import litellm
 from .textcalls import calls_in

@@ -14,7 +14,7 @@ import os
 from datetime import datetime
 from typing import Any
 
-from ..spec.format import is_claude
+from ..spec.endpoint import is_claude
 from .masking import masked
 
 CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"

@@ -1,4 +1,5 @@
-"""The `.loop.yaml` format: these pydantic models are its single source of truth.
+"""The `.loop.yaml` format: these pydantic models are its single source of truth (with the
+`model` section's in endpoint.py and the `verify` section's in verify.py).
 
 The JSON Schema (`loop schema`), validation and its messages all come from here. Shorthands
 (`model: NAME`, a bare list under `verify`, a tool given by name) are expanded by
@@ -20,84 +21,21 @@ from pydantic import (
 )
 from pydantic.json_schema import GenerateJsonSchema
 
-from .fields import Duration, JinjaStr, Regex, Strict, Template
+from .endpoint import ModelRef, name_to_map
+from .fields import Duration, JinjaStr, Strict, Template
 from .located import LDict, LList, wrap
 from .schedule import ScheduleSpec
+from .verify import Check, VerifySpec
 
 BUILTIN_TOOLS = ("read_file", "write_file", "edit_file", "list_files", "search_files", "shell",
                  "note", "read_artifact", "finish")
 BuiltinTool = Literal[BUILTIN_TOOLS]  # type: ignore[valid-type]  # a tool given by name: editors complete these
-CHECK_KINDS = ("run", "http", "file", "judge", "scope")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
-def _name_to_map(value: Any) -> Any:
-    return {"name": value} if isinstance(value, str) else value
-
-
 def _list_to_checks(value: Any) -> Any:
     return {"checks": value} if isinstance(value, list) else value
-
-
-class Price(Strict):
-    input: float = Field(ge=0, description="USD per million prompt tokens.")
-    output: float = Field(ge=0, description="USD per million completion tokens.")
-    cached_input: float | None = Field(None, ge=0, description="USD per million prompt tokens read from the "
-                                       "provider's prompt cache. Default: `input`.")
-    cache_write: float | None = Field(None, ge=0, description="USD per million prompt tokens written to the "
-                                      "provider's prompt cache. Default: `input`.")
-
-
-def is_claude(name: str) -> bool:
-    """An Anthropic model, directly or through another provider (Bedrock, Vertex, OpenRouter)."""
-    lowered = name.lower()
-    return "claude" in lowered or lowered.startswith("anthropic/")
-
-
-class Endpoint(Strict):
-    name: str = Field(min_length=1, description="Any model string litellm accepts, or `scripted`.")
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_output_tokens: int | None = Field(None, gt=0)
-    api_base: str | None = Field(None, description="e.g. http://127.0.0.1:11434 for a local server.")
-    api_key_env: str | None = Field(
-        None, description="Name of the environment variable holding the key (keys never go in a spec).")
-    params: dict[str, Any] = Field(default_factory=dict, description="Passed through to litellm.")
-    price: Price | None = Field(None, description="Per-token prices when litellm does not know the model.")
-    script: str | None = Field(None, description="For `scripted`: the script of turns to replay.")
-    tool_choice: Literal["adaptive", "required", "auto"] = Field(
-        "adaptive", description="`required` asks the provider for a tool call on every turn; `adaptive` on the "
-        "first turn, on the turn after a reply that called no tool (a model drifting into prose) and again "
-        "after an empty reply; `auto` never. A provider that refuses the setting is asked again without it.")
-    calls_in_text: bool = Field(
-        True, description="A reply that makes no tool call but writes one in its text, as an object like "
-        "{\"name\": \"edit_file\", \"arguments\": {...}} naming an offered tool, is taken as that call (small local "
-        "models write calls whose format their server does not parse). `false`: such a reply is prose.")
-
-    @model_validator(mode="after")
-    def _script_only_for_scripted(self) -> Endpoint:
-        if self.name == "scripted" and not self.script:
-            raise ValueError("the scripted model needs `script: FILE` (a list of turns to replay)")
-        if self.name != "scripted" and self.script:
-            raise ValueError("`script` applies only to `name: scripted`; remove it")
-        if self.temperature is not None and self.temperature > 1 and is_claude(self.name):
-            raise ValueError(f"Anthropic's models take a temperature from 0 to 1, not {self.temperature:g}; "
-                             "the provider would refuse the first call")
-        return self
-
-
-EndpointRef = Annotated[Endpoint, BeforeValidator(_name_to_map, json_schema_input_type=str | Endpoint)]
-
-
-class ModelSpec(Endpoint):
-    fallbacks: list[EndpointRef] = Field(
-        default_factory=list, description="Tried in order when the provider keeps failing.")
-    retries: int = Field(3, ge=0, description="Retries per model on provider errors.")
-    retry_backoff: Duration = Field(1.0, description="First wait between retries; doubles each time.")
-    timeout: Duration = Field(600.0, description="Timeout of one request.")
-
-
-ModelRef = Annotated[ModelSpec, BeforeValidator(_name_to_map, json_schema_input_type=str | ModelSpec)]
 
 
 class Param(Strict):
@@ -169,95 +107,6 @@ class ToolSpec(Strict):
         if self.allow is not None and self.name != "shell":
             raise ValueError("`allow` applies only to the `shell` tool")
         return self
-
-
-class HttpCheck(Strict):
-    url: JinjaStr
-    method: str = "GET"
-    headers: dict[str, JinjaStr] = Field(default_factory=dict)
-    body: JinjaStr | dict[str, Any] | list[Any] | None = Field(None, description="A map is sent as JSON.")
-    status: int | list[int] = 200
-    json_: Any = Field(None, alias="json", description="Expected subset of the JSON response.")
-    matches: Regex | None = Field(None, description="Regular expression the body must match.")
-    max_latency: Duration | None = None
-
-
-class FileCheck(Strict):
-    path: JinjaStr = Field(description="Relative to the workdir; a glob matches several files.")
-    exists: bool = True
-    contains: str | None = None
-    not_contains: str | None = None
-    matches: Regex | None = None
-    json_: Any = Field(None, alias="json", description="Expected subset of the file parsed as JSON.")
-    yaml_: Any = Field(None, alias="yaml", description="Expected subset of the file parsed as YAML.")
-    max_size: int | None = Field(None, ge=0, description="Bytes.")
-    unchanged: bool = Field(False, description="The files must be as they were when the run started.")
-    allow_empty: bool = Field(False, description="Pass when the glob matches no file. Off by default: a guard "
-                              "that matches nothing (a mistyped path) fails instead of passing silently.")
-
-
-class JudgeInclude(Strict):
-    diff: bool = Field(True, description="The workdir's changes since the run started.")
-    files: list[str] = Field(default_factory=list)
-    commands: list[JinjaStr] = Field(default_factory=list, description="Their output is shown.")
-
-
-class JudgeCheck(Strict):
-    model: ModelRef
-    criteria: JinjaStr
-    include: JudgeInclude = Field(default_factory=JudgeInclude)
-
-
-class Check(Strict):
-    name: str = Field(min_length=1)
-    drop: bool = Field(False, description="Remove the check of this name inherited through `extends`.")
-    run: JinjaStr | None = Field(None, description="A shell command; passes on exit code `expect_exit`.")
-    expect_exit: int | None = Field(0, description="The exit code that passes; null: any (a `baseline` check).")
-    metric: Regex | None = Field(None, description="Regex over the output; its number is the progress score.")
-    better: Literal["higher", "lower"] = Field("higher", description="Which way the metric improves.")
-    baseline: bool = Field(False, description="The metric may not end worse than it was when the run started "
-                           "(e.g. the number of tests collected may not fall).")
-    mount: dict[str, str] = Field(default_factory=dict, description="Files kept outside the workdir (held-out "
-                                  "tests, say), put at these workdir paths only while this check runs: "
-                                  "{path in the workdir: path relative to this file}.")
-    scope: list[JinjaStr] | None = Field(None, description="Globs of the files the agent may change or create; "
-                                         "any other change fails, naming each file.")
-    http: HttpCheck | None = None
-    file: FileCheck | None = None
-    judge: JudgeCheck | None = None
-    timeout: Duration = 300.0
-    when: Literal["finish", "every_iteration", "change"] | None = Field(None, description="Overrides verify.on.")
-    writable: bool = Field(False, description="The check's commands may write the workdir (a build, say). "
-                           "Off by default: checks see the workdir read-only.")
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Check:
-        kinds = [k for k in CHECK_KINDS if getattr(self, k) is not None]
-        if not kinds:
-            raise ValueError("a check needs one of `run`, `http`, `file`, `judge` or `scope`")
-        if len(kinds) > 1:
-            raise ValueError(f"a check has exactly one of run/http/file/judge/scope, this one has "
-                             f"{' and '.join(kinds)}: split it into {len(kinds)} checks")
-        if self.run is None and {"expect_exit", "metric", "better", "baseline"} & self.model_fields_set:
-            raise ValueError("`expect_exit`, `metric`, `better` and `baseline` apply only to `run` checks")
-        if self.baseline and self.metric is None:
-            raise ValueError("`baseline` compares a `metric` with its value at the start: add a `metric`")
-        return self
-
-    @property
-    def kind(self) -> str:
-        return next(k for k in CHECK_KINDS if getattr(self, k) is not None)
-
-
-class VerifySpec(Strict):
-    on: Literal["finish", "every_iteration", "change"] = Field(
-        "finish", description="When the checks run besides a finish (and a reply that calls no tool): `finish` "
-        "never; `every_iteration` after each iteration; `change` after each iteration that changed a file in the "
-        "workdir, so that work is verified the moment it is done and each edit gets its checks' word.")
-    at_start: bool = Field(False, description="Run every check once before the model's first move: the report of "
-                           "those that fail opens the work (the model starts from the real failures, not a guess), "
-                           "and a run whose checks all pass already ends verified with no model call.")
-    checks: list[Check] = Field(default_factory=list)
 
 
 class ContextSpec(Strict):
@@ -361,7 +210,7 @@ class Spec(Strict):
     objective: Template
     instructions: Template = ""
     workdir: str | None = Field(None, description="Default: where `loop run` is started.")
-    tools: list[Annotated[ToolSpec, BeforeValidator(_name_to_map, json_schema_input_type=BuiltinTool | ToolSpec)]] = (
+    tools: list[Annotated[ToolSpec, BeforeValidator(name_to_map, json_schema_input_type=BuiltinTool | ToolSpec)]] = (
         Field(default_factory=list))
     context: ContextSpec = Field(default_factory=ContextSpec)
     verify: Annotated[VerifySpec, BeforeValidator(
@@ -426,7 +275,7 @@ def expand_shorthands(doc: LDict) -> None:
     tools = doc.get("tools")
     if isinstance(tools, LList):
         for i, item in enumerate(tools):
-            tools[i] = wrap(_name_to_map(item), tools.locs[i])
+            tools[i] = wrap(name_to_map(item), tools.locs[i])
 
 
 class Untitled(GenerateJsonSchema):

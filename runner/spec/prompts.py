@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Problem, field_path, problems_of
-from .format import Check, FileCheck, HttpCheck, Spec
+from .format import Spec
 from .templates import Namespace, Source, quoting, render, template_fields
+from .verify import Check, FileCheck, HttpCheck
 
 PROMPTS = ("system", "task", "verify_failed", "summarize", "judge", "spec_changed", "agent")
 BUILTIN_DIR = Path(__file__).parent / "builtin_prompts"
