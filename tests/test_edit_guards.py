@@ -60,6 +60,34 @@ def test_deleting_part_of_a_line_that_leaves_it_invalid_is_told_how_to_delete_th
     assert call(box, "edit_file", path="inv.py", old="import os\n", new="").ok  # as told
 
 
+STUB = 'def slugify(title):\n    """A URL slug."""\n    raise NotImplementedError\n'
+
+
+def test_a_function_written_in_place_of_its_placeholder_is_read_as_its_body(box, tmp_path):  # noqa: F811
+    work = tmp_path / "work"
+    for new, how in (("def slugify(title):\n    words = title.split()\n    return '-'.join(words)",  # its own def
+                      "without `def slugify(title):`, which it is in already"),
+                     ("words = title.split()\nreturn '-'.join(words)",  # from column 0: only line 1 would be indented
+                      "with its lines indented like the first")):
+        (work / "text.py").write_text(STUB)
+        result = call(box, "edit_file", path="text.py", old="raise NotImplementedError", new=new)
+        assert result.ok and f"`new` was read {how}" in result.output, result.output
+        assert (work / "text.py").read_text() == STUB.replace(
+            "    raise NotImplementedError", "    words = title.split()\n    return '-'.join(words)")
+    (work / "text.py").write_text(STUB)
+    inline = call(box, "edit_file", path="text.py", old="raise NotImplementedError",
+                  new="def slugify(title):    return title.lower()")  # the def and its body on one line
+    assert inline.ok and "without `def slugify(title):`" in inline.output
+    assert (work / "text.py").read_text() == STUB.replace("raise NotImplementedError", "return title.lower()")
+    (work / "text.py").write_text(STUB)
+    other = call(box, "edit_file", path="text.py", old="raise NotImplementedError", new="return title\nprint(1)")
+    assert other.ok and "was read" not in other.output  # it parses as written (a module-level print): as written
+    (work / "flat.py").write_text("x = 1\n")
+    outside = call(box, "edit_file", path="flat.py", old="x = 1", new="return 1")  # parses, does not compile
+    assert not outside.ok and "'return' outside function" in outside.output
+    assert (work / "flat.py").read_text() == "x = 1\n"
+
+
 def test_writes_are_refused_only_when_they_break_a_file_that_parsed(box, tmp_path):  # noqa: F811
     work = tmp_path / "work"
     (work / "s.json").write_text('{"port": 8080}\n')

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import ToolFailure
 from ..record.search import Search
 from .matching import choices, closest, done_already, in_place, loosely
+from .pyedit import as_meant
 from .syntax import refuse_breaking, whole_line
 from .workspace import Workspace
 
@@ -113,11 +114,13 @@ def edit_file(ws: Workspace, path: str, old: str, new: str, replace_all: bool = 
                           f"{choices(text, old, new, ws.written.get(target))}")
     if count == 1 and in_place(text, old, new):  # `new` extends `old` and is there: a second time adds a copy
         return MADE_BEFORE.format(path=path)
-    edited = text.replace(old, new, -1 if replace_all else 1)
+    edited, how = text.replace(old, new, -1 if replace_all else 1), ""
+    if count == 1 and target.suffix in (".py", ".pyi") and (meant := as_meant(text, old, new)):
+        edited, how = meant[0], f"; `new` was read {meant[1]}"
     deleting = not new and count == 1
     shown = _write_edit(ws, target, path, text, edited, (lambda: whole_line(path, text, old)) if deleting else str)
     ws.made.setdefault(target, []).append(new)
-    return f"edited {path}: replaced {lines} line(s)" + (f", {count} times" if count > 1 else "") + shown
+    return f"edited {path}: replaced {lines} line(s)" + (f", {count} times" if count > 1 else "") + how + shown
 
 
 def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, new: str) -> str:

@@ -9,7 +9,6 @@ An edit that deletes part of a line and leaves the line invalid is told how to d
 
 from __future__ import annotations
 
-import ast
 import json
 import warnings
 from collections.abc import Callable
@@ -28,7 +27,7 @@ def error(kind: str, text: str) -> tuple[int, str] | None:
         if kind == "Python":
             with warnings.catch_warnings():  # an invalid escape warns; it is not an error
                 warnings.simplefilter("ignore")
-                ast.parse(text)
+                compile(text, "<edit>", "exec", dont_inherit=True)  # more than ast.parse: `return` outside a def
         else:
             json.loads(text)
     except SyntaxError as exc:

@@ -1,0 +1,67 @@
+"""What an edit of Python code means when its `new` is written as if it stood on its own.
+
+A small model that fills in a function replaces its placeholder line (`raise NotImplementedError`,
+copied without its indentation) with code written from column 0, and often with the function's
+own `def` line on top, as it would write the function from scratch. Applied as written, the first
+line takes the placeholder's indentation and the others do not: the file no longer parses (and the
+edit is refused), or `slugify` gets a second `slugify` inside it and returns None. `as_meant`
+reads such a `new` the way it was meant, when that is unambiguous and the result parses:
+- without the enclosing function's own `def` line (`def slugify(title):`), its body alone;
+- with every line indented like the first, as the file has it at `old`.
+"""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+import warnings
+
+from .syntax import error
+
+
+def as_meant(text: str, old: str, new: str) -> tuple[str, str] | None:
+    """The file with the edit applied as meant, and how it was read; None when the edit is not of
+    this kind or its reading would not parse. `old` occurs once in `text` and holds no line break."""
+    at = text.find(old)
+    start = text.rfind("\n", 0, at) + 1
+    indent = text[start:at]
+    if at < 0 or "\n" in old or indent.strip():
+        return None
+    lines = new.split("\n")
+    header = _enclosing_header(text, text.count("\n", 0, at) + 1)
+    if header and lines[0].strip().startswith(header):
+        rest = lines[0].strip()[len(header):].strip()
+        body = textwrap.dedent("\n".join(lines[1:])).split("\n")
+        lines = [rest, *body] if rest else body
+        how = f"without `{header}`, which it is in already"
+    elif len(lines) > 1 and indent and error("Python", text.replace(old, new, 1)):
+        how = "with its lines indented like the first"
+    else:
+        return None
+    lines = [line.rstrip() for line in lines]
+    while lines and not lines[0]:
+        lines.pop(0)
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        return None
+    placed = lines[0] + "".join("\n" + (indent + line if line else "") for line in lines[1:])
+    edited = text[:at] + placed + text[at + len(old):]
+    return (edited, how) if error("Python", edited) is None else None
+
+
+def _enclosing_header(text: str, line: int) -> str | None:
+    """The one-line `def` of the innermost function whose body holds `line`, as written (stripped)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    inside = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+              and node.body[0].lineno <= line <= (node.end_lineno or 0)]
+    if not inside:
+        return None
+    innermost = max(inside, key=lambda node: node.lineno)
+    header = text.splitlines()[innermost.lineno - 1].strip()
+    return header if header.endswith(":") and header.startswith(("def ", "async def ")) else None
