@@ -308,7 +308,7 @@ def test_an_insertion_made_before_is_not_made_twice(box, tmp_path):
 
 def test_a_refused_edit_of_a_test_points_at_the_code_it_tests(write, tmp_path):
     write("q/calc.py", "def add(a, b):\n    return a - b\n")
-    write("q/tests/test_calc.py", "from calc import add\n")
+    write("q/tests/test_calc.py", "from calc import add\n\nassert add(1, 2) == 3\n")
     write("q/notes.md", "# notes\n")
     spec_file = write("q/q.loop.yaml", SPEC.replace("tools:", "protect: [tests/**]\ntools:", 1))
     box = toolbox(resolve(spec_file), tmp_path / "q", tmp_path / "runs")
@@ -318,6 +318,10 @@ def test_a_refused_edit_of_a_test_points_at_the_code_it_tests(write, tmp_path):
                                    "```\ndef add(a, b):\n    return a - b\n```")
     spec_refused = call(box, "write_file", path="q.loop.yaml", content="x")  # not a test: no such hint
     assert not spec_refused.ok and "change the code it tests" not in spec_refused.output
+    read = call(box, "read_file", path="tests/test_calc.py", start_line=3, end_line=3).output
+    assert "is read-only for you" in read and "which you asked for" not in read  # its line is no `old` to use
+    assert "Line 1, which you asked for, reads: `def add(a, b):`" in call(box, "read_file", path="calc.py",
+                                                                          start_line=1, end_line=1).output
 
 
 def test_an_empty_new_deletes_the_old_text(box, tmp_path):

@@ -42,18 +42,22 @@ def read_file(ws: Workspace, path: str, start_line: int | None = None, end_line:
     text = ws.read_bytes(target).decode("utf-8", errors="replace")
     # Said under a read-only file: a small model that reads a failing test goes on to edit it, unless
     # the result says there and then that it cannot, and shows the code the test exercises.
-    shown, read_only = _read_lines(text, start_line, end_line), ws.read_only(target)
+    read_only = ws.read_only(target)
+    shown = _read_lines(text, start_line, end_line, name_asked=not read_only)
     return f"{shown.rstrip(chr(10))}\n\n[{read_only}]" if read_only else shown
 
 
-def _read_lines(text: str, start_line: int | None, end_line: int | None) -> str:
+def _read_lines(text: str, start_line: int | None, end_line: int | None, name_asked: bool = True) -> str:
+    """The lines asked for; a short file whole, naming the lines asked for if `name_asked`: not under
+    a read-only file, where a small model took the line named (a test's assertion) for the `old` of
+    its next edit of the code (bench/real_model.py, 2 quickstart runs of 5)."""
     lines = text.splitlines(keepends=True)
     if start_line is None and end_line is None or not lines:
         return text if text else "(empty file)"
     first, last = max(start_line or 1, 1), min(end_line or len(lines), len(lines))
     if len(lines) <= WHOLE_LINES:  # a range of a short file hides more
         whole = first == 1 and last == len(lines)
-        return text if whole else text.rstrip("\n") + "\n\n" + _asked(lines, first, last)
+        return text if whole or not name_asked else text.rstrip("\n") + "\n\n" + _asked(lines, first, last)
     part = "".join(lines[first - 1:last])
     if not part:
         return f"(no lines {first}-{last}; the file has {len(lines)})"
