@@ -133,6 +133,24 @@ def test_an_edit_of_text_copied_from_a_check_report_or_a_command_is_told_where_i
     assert "[Your `old` is text from the output of `shell`, not from inv.py: copy `old` from the file" in outputs[2]
     assert "not found" in outputs[3] and "Your `old`" not in outputs[3]  # from nowhere: no source to name
 
+def test_an_ambiguous_edit_is_told_which_place_is_in_the_function_the_failing_check_calls(write, loop_cli):
+    write("calc.py", "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    return a + b\n")
+    checks = ("verify:\n  at_start: true\n  checks:\n"
+              "    - {name: tests, run: 'echo \"self.assertEqual(multiply(4, 5), 20)\"; echo \"9 != 20\"; exit 1'}\n"
+              "stop: {max_iterations: 1}\n")
+    path = spec(write, """
+        - tools:
+            - edit_file: {path: calc.py, old: "return a + b", new: "return a * b"}
+            - edit_file: {path: calc.py, old: "(a, b)", new: "(a, b, c)"}
+        """, checks)
+    path.write_text(path.read_text().replace("  - write_file\n", "  - write_file\n  - edit_file\n"))
+    loop_cli("run", path)
+    outputs = [e["output_preview"] for e in events(run_folder(Path("runs")), "tool_call") if e["name"] == "edit_file"]
+    assert "occurs 2 times" in outputs[0] and outputs[0].endswith(
+        "\n[The failing check calls `multiply`: line 6 is in `multiply`.]")
+    assert "occurs 2 times" in outputs[1] and "failing check calls" not in outputs[1]  # on the def lines: in none
+
+
 def test_loop_show_verbose_shows_words_arguments_whole_outputs_and_failing_checks(write, loop_cli):
     long_output = "".join(f"line {i}\n" for i in range(1, 151))
     write("big.txt", long_output)

@@ -1,14 +1,15 @@
 """What the loop adds to a tool's result from what it knows and the tool does not.
 
-A tool sees its arguments and the workdir; the loop also sees the turns before. Two things it
-can tell the model from them:
+A tool sees its arguments and the workdir; the loop also sees the turns before. What it can
+tell the model from them:
 - the same call made three times in a row will not give another result;
 - an edit's `old` that is not in the file but stands in a check report or another tool's output
   was copied from there: small models take a line of `ruff`'s findings or a traceback for the
   file's text, and then retry it, since "not found" alone does not say why. When that text points
   at a line of the file (`inventory.py:1:8`, `File "app.py", line 8`), the line itself is shown as
   the `old` to use: told only where the text came from, a 1.5B model copied the next finding in 4
-  of 4 samples; shown the line, it deleted `import os` in 3 of 4.
+  of 4 samples; shown the line, it deleted `import os` in 3 of 4;
+- of the places an ambiguous edit could mean, the one in the function the failing check calls.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from .context import Context
 REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its result will not change. "
                  "Try a different approach.]")
 NOT_FOUND = "the old text was not found in"
+AMBIGUOUS = "so it is not clear which to change"
+DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+(\w+)\s*\(")
 MIN_QUOTED = 8  # characters: a shorter `old` (a word) stands in many places by chance
 NEAR = 400  # characters around the copied text in which a pointer to the file's line counts
 
@@ -32,7 +35,42 @@ NEAR = 400  # characters around the copied text in which a pointer to the file's
 def added(call: ToolCall, output: str, context: Context, repeated: bool, read: Callable[[str], str]) -> str:
     """What follows the tool's own output; `read` reads a file of the workdir (and refuses others)."""
     misquoted = _misquoted(call, context, read) if call.name == "edit_file" and NOT_FOUND in output else ""
-    return misquoted + (REPEAT_NOTICE if repeated else "")
+    called = _called(call, output, context.report, read) if call.name == "edit_file" and AMBIGUOUS in output else ""
+    return misquoted + called + (REPEAT_NOTICE if repeated else "")
+
+
+def _called(call: ToolCall, output: str, report: str | None, read: Callable[[str], str]) -> str:
+    """For an ambiguous edit: which of its places is in the one function that the latest check report
+    calls (`multiply(4, 5)` in a failing assertion). With `return a + b` in `add` and in `multiply`, a
+    run of the quickstart's model changed `add`'s; at that context 5 of 6 samples took `multiply`'s,
+    6 of 6 when told which one the test calls."""
+    path = call.args.get("path") if isinstance(call.args, dict) else None
+    if not report or not isinstance(path, str):
+        return ""
+    try:
+        lines = read(path).splitlines()
+    except (ToolFailure, OSError):
+        return ""
+    places = {int(n): _enclosing(lines, int(n)) for n in re.findall(r"^- line (\d+)", output, re.MULTILINE)}
+    named = {n: name for n, name in places.items() if name and re.search(rf"(?<!\w){name}\(", report)}
+    if len(named) != 1 or len(set(places.values())) != len(places):
+        return ""
+    (number, name), = named.items()
+    return f"\n[The failing check calls `{name}`: line {number} is in `{name}`.]"
+
+
+def _enclosing(lines: list[str], number: int) -> str | None:
+    """The name of the function (`def NAME(`) whose body holds line `number` (1-based), by indentation."""
+    if not 0 < number <= len(lines):
+        return None
+    depth = len(lines[number - 1]) - len(lines[number - 1].lstrip())
+    for line in reversed(lines[:number - 1]):
+        found = DEF.match(line)
+        if found and len(found.group(1)) < depth:
+            return found.group(2)
+        if line.strip() and len(line) - len(line.lstrip()) < depth and not found:
+            depth = len(line) - len(line.lstrip())  # a block (`if`, `for`) inside the function: look above it
+    return None
 
 
 def _misquoted(call: ToolCall, context: Context, read: Callable[[str], str]) -> str:
