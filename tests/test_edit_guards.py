@@ -75,6 +75,12 @@ def test_a_function_written_in_place_of_its_placeholder_is_read_as_its_body(box,
         assert (work / "text.py").read_text() == STUB.replace(
             "    raise NotImplementedError", "    words = title.split()\n    return '-'.join(words)")
     (work / "text.py").write_text(STUB)
+    indented = call(box, "edit_file", path="text.py", old="raise NotImplementedError",
+                    new="    words = title.split()\n    return '-'.join(words)")  # the indentation twice: none in old
+    assert indented.ok and "`new` was read without the indentation it repeats" in indented.output
+    assert (work / "text.py").read_text() == STUB.replace(
+        "    raise NotImplementedError", "    words = title.split()\n    return '-'.join(words)")
+    (work / "text.py").write_text(STUB)
     inline = call(box, "edit_file", path="text.py", old="raise NotImplementedError",
                   new="def slugify(title):    return title.lower()")  # the def and its body on one line
     assert inline.ok and "without `def slugify(title):`" in inline.output

@@ -7,7 +7,8 @@ line takes the placeholder's indentation and the others do not: the file no long
 edit is refused), or `slugify` gets a second `slugify` inside it and returns None. `as_meant`
 reads such a `new` the way it was meant, when that is unambiguous and the result parses:
 - without the enclosing function's own `def` line (`def slugify(title):`), its body alone;
-- with every line indented like the first, as the file has it at `old`.
+- with every line indented like the first, as the file has it at `old`;
+- without the indentation it repeats, when `old` left it out and `new` has it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ def as_meant(text: str, old: str, new: str) -> tuple[str, str] | None:
         body = textwrap.dedent("\n".join(lines[1:])).split("\n")
         lines = [rest, *body] if rest else body
         how = f"without `{header}`, which it is in already"
-    elif len(lines) > 1 and indent and error("Python", text.replace(old, new, 1)):
+    elif not indent or not error("Python", text.replace(old, new, 1)):
+        return None
+    elif lines[0].startswith(indent):  # the indentation in `new` only: the file's and its own would add up
+        edited = text[:at] + new[len(indent):] + text[at + len(old):]
+        return (edited, "without the indentation it repeats") if error("Python", edited) is None else None
+    elif len(lines) > 1:
         how = "with its lines indented like the first"
     else:
         return None
