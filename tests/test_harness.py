@@ -109,6 +109,13 @@ def test_paths_in_the_workdir_reach_the_model_relative_as_its_tools_take_them(wr
 
 
 
+def _edit_outputs(path, loop_cli) -> list[str]:
+    """Run the spec with edit_file offered too; the outputs of its edit_file calls."""
+    path.write_text(path.read_text().replace("  - write_file\n", "  - write_file\n  - edit_file\n"))
+    loop_cli("run", path)
+    return [e["output_preview"] for e in events(run_folder(Path("runs")), "tool_call") if e["name"] == "edit_file"]
+
+
 def test_an_edit_of_text_copied_from_a_check_report_or_a_command_is_told_where_it_came_from(write, loop_cli):
     write("inv.py", "import os\n\nprint(1)\n")
     checks = ("verify:\n  at_start: true\n  checks:\n"
@@ -124,9 +131,7 @@ def test_an_edit_of_text_copied_from_a_check_report_or_a_command_is_told_where_i
             - edit_file: {path: inv.py, old: "Traceback: line 3", new: "x"}
             - edit_file: {path: inv.py, old: "nothing like it anywhere", new: "x"}
         """, checks)
-    path.write_text(path.read_text().replace("  - write_file\n", "  - write_file\n  - edit_file\n"))
-    loop_cli("run", path)
-    outputs = [e["output_preview"] for e in events(run_folder(Path("runs")), "tool_call") if e["name"] == "edit_file"]
+    outputs = _edit_outputs(path, loop_cli)
     assert ("[Your `old` is text from a check report, not from inv.py. It points at inv.py line 1, which reads "
             "`import os`: put that line in `old`") in outputs[0]  # the line the finding names, ready to copy
     assert "It points at inv.py line 3, which reads `print(1)`" in outputs[1]  # ruff's `-->` line after the finding
@@ -143,9 +148,7 @@ def test_an_ambiguous_edit_is_told_which_place_is_in_the_function_the_failing_ch
             - edit_file: {path: calc.py, old: "return a + b", new: "return a * b"}
             - edit_file: {path: calc.py, old: "(a, b)", new: "(a, b, c)"}
         """, checks)
-    path.write_text(path.read_text().replace("  - write_file\n", "  - write_file\n  - edit_file\n"))
-    loop_cli("run", path)
-    outputs = [e["output_preview"] for e in events(run_folder(Path("runs")), "tool_call") if e["name"] == "edit_file"]
+    outputs = _edit_outputs(path, loop_cli)
     assert "occurs 2 times" in outputs[0] and outputs[0].endswith(
         "\n[The failing check calls `multiply`: line 6 is in `multiply`.]")
     assert "occurs 2 times" in outputs[1] and "failing check calls" not in outputs[1]  # on the def lines: in none
