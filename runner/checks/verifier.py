@@ -50,6 +50,14 @@ class Verifier:
         between = {"every_iteration", "change"} if changed else {"every_iteration"}
         return [c for c in self.spec.verify.checks if final or self.spec.check_when(c) in between]
 
+    def measure_baselines(self, time_left: float | None) -> list[CheckResult]:
+        """Score each `baseline` check not scored yet, before the agent's first move; later rounds
+        compare with it. The results of those that ran (none: nothing was due)."""
+        due = [c for c in self.spec.verify.checks if c.baseline and c.name not in self.baselines]
+        results = self.run(due, 0, time_left) if due else []
+        self.baselines.update({r.name: r.metric for r in results if r.name in {c.name for c in due}})
+        return results
+
     def run(self, checks: list[Check], iteration: int, time_left: float | None) -> list[CheckResult]:
         """One round: guarded files restored first, then `checks` in parallel; the guard's failure, if any, leads."""
         guard = restore_guarded(self.snapshot, list(self.commands.policy.protect), self.quarantine)
@@ -90,6 +98,14 @@ class Verifier:
         except Exception as exc:  # noqa: BLE001 - a broken check fails, it does not crash the run
             return CheckResult(check.name, check.kind, False, time.monotonic() - started,
                                f"the check could not run: {type(exc).__name__}: {exc}")
+
+
+def protected_globs(spec: Spec, renderer: Renderer) -> list[str]:
+    """What the agent may not write, rendered: the spec's `protect` globs, and the paths its
+    `unchanged` file checks guard (a write there could only fail the check later)."""
+    globs = [renderer.field(("protect", i), glob) for i, glob in enumerate(spec.protect)]
+    return globs + [renderer.field(("verify", "checks", i, "file", "path"), check.file.path)
+                    for i, check in enumerate(spec.verify.checks) if check.file and check.file.unchanged]
 
 
 def failure_report(renderer: Renderer, results: list[CheckResult], iteration: int, ending: str | None = None,

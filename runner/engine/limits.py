@@ -72,6 +72,13 @@ class Counters:
         """The run's spending so far (a resumed run's earlier sessions and the judges' calls included)."""
         return {"tokens": self.tokens, "cost_usd": self.known_cost, "unpriced_calls": self.unpriced_calls}
 
+    def finished(self) -> dict[str, Any]:
+        """What a run's `run_finished` event says it spent."""
+        return {"iterations": self.iteration, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "cached_tokens": self.cached_tokens,
+                "cost_usd": self.known_cost, "unpriced_calls": self.unpriced_calls,
+                "duration_s": round(self.elapsed(), 3)}
+
     def elapsed(self) -> float:
         return self.elapsed_before + time.monotonic() - self.started
 

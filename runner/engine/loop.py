@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checks.base import CheckResult
-from ..checks.verifier import Verifier, failure_report
+from ..checks.verifier import Verifier, failure_report, protected_globs
 from ..errors import LoopError, ModelError, RunError
 from ..models.base import Model, ToolCall, Turn
 from ..models.tokens import Counter
@@ -92,13 +92,9 @@ class Loop:
         self.renderer = resolved.renderer(self.workdir)
         self.limits = Limits(self.spec.stop, self.spec.model, self.spec.context.budget_tokens)
         self.progress.scan = self.spec.watches_workdir()
-        protect = [self.renderer.field(("protect", i), glob) for i, glob in enumerate(self.spec.protect)]
-        protect += [self.renderer.field(("verify", "checks", i, "file", "path"), check.file.path)  # guarded files:
-                    for i, check in enumerate(self.spec.verify.checks)  # a write could only fail the check later
-                    if check.file and check.file.unchanged]
         previous = policy or getattr(self, "policy", None)
         self.policy = policy_for(self.spec, resolved.files, self.workdir, self.record.folder.parent, previous,
-                                 protect)
+                                 protected_globs(self.spec, self.renderer))
         self.commands = Commands(self.policy, self.policy.environment(self.lineage), self.processes)
         self.verifier = Verifier(self.spec, self.renderer, self.workdir, self.snapshot, self.commands,
                                  self.baselines, self.record.folder / "quarantine")
@@ -125,7 +121,8 @@ class Loop:
         self.record.write_spec(self.spec.document())
         self.save(checkpoint=True)  # a state.json from the start: resume needs one
         try:
-            self.measure_baselines()
+            if baselines := self.verifier.measure_baselines(self.limits.time_left(self.counters)):
+                self.emit("baseline", results=[r.record() for r in baselines])
             if self.spec.verify.at_start and self.spec.verify.checks and self.counters.iteration == 0:
                 self.verify("start")  # the first move starts from the real failures
             while True:
@@ -184,14 +181,6 @@ class Loop:
     def stopped(self) -> Stop | None:
         reason = self.processes.stopped  # its own, or a parent run's
         return reason if isinstance(reason, Stop) else None
-
-    def measure_baselines(self) -> None:
-        """Score each `baseline` check once, before the agent's first move; later rounds compare with it."""
-        due = {c.name: c for c in self.spec.verify.checks if c.baseline and c.name not in self.baselines}
-        if due:
-            results = self.verifier.run(list(due.values()), 0, self.limits.time_left(self.counters))
-            self.baselines.update({r.name: r.metric for r in results if r.name in due})
-            self.emit("baseline", results=[r.record() for r in results])
 
     def query(self) -> Turn:
         try:
@@ -323,10 +312,7 @@ class Loop:
             (self.record.folder / "changes.diff").write_text(mask(self.snapshot.diff()), encoding="utf-8")
             committed = commit_run(self.isolation, self.record.run_id, outcome.status.value)
             self.emit("run_finished", status=outcome.status.value, message=outcome.message, **committed,
-                      iterations=self.counters.iteration, prompt_tokens=self.counters.prompt_tokens,
-                      completion_tokens=self.counters.completion_tokens,
-                      cached_tokens=self.counters.cached_tokens, cost_usd=self.counters.known_cost,
-                      unpriced_calls=self.counters.unpriced_calls, duration_s=round(self.counters.elapsed(), 3))
+                      **self.counters.finished())
             self.save(checkpoint=True)
         except OSError as error:  # the end of the record is lost; the outcome still reaches the user
             outcome.message += f" (the end of the run record could not be written: {error})"
