@@ -110,6 +110,13 @@ def test_template_names_resolve_along_the_template_path(write, tmp_path, monkeyp
     assert "team/std" in listing and "(shadowed)" in listing and "python/fix-tests" in listing
 
 
+def test_a_path_under_an_unknown_users_home_is_a_located_error_not_a_crash(write, loop_cli):
+    write("a.loop.yaml", "version: 1\nname: a\nextends: ~no-such-user-0/base.loop.yaml\n")  # found by test_fuzz
+    result = loop_cli("validate", "a.loop.yaml")
+    assert result.exit_code == 2 and "a.loop.yaml:3:10: extends: cannot find `~no-such-user-0/base.loop.yaml`" \
+        in result.output, result.output
+
+
 @pytest.mark.parametrize("template", ["python/fix-tests", "python/ruff-clean", "python/mypy-clean"])
 def test_shipped_templates_validate_and_carry_checks(template, loop_cli, write):
     result = loop_cli("init", "mine.loop.yaml", "--from", template)

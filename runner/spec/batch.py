@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -116,7 +117,7 @@ class Batch:
 
 def load_batch(file: str | Path) -> Batch:
     """Read and validate a batch file; a SpecError names each problem's file, line and field."""
-    path = Path(file).expanduser().absolute()
+    path = Path(os.path.expanduser(file)).absolute()
     doc = located.load_file(path, LDict, "batch file", "a YAML map of fields (version, spec, matrix, concurrency, "
                             "limits)")
     try:

@@ -26,7 +26,7 @@ def shipped_library() -> Path:
 
 def template_dirs() -> list[Path]:
     """The template path: ./loops, each folder of LOOP_TEMPLATES, then the shipped library."""
-    extra = [Path(p).expanduser() for p in os.environ.get("LOOP_TEMPLATES", "").split(":") if p]
+    extra = [Path(os.path.expanduser(p)) for p in os.environ.get("LOOP_TEMPLATES", "").split(":") if p]
     dirs: list[Path] = []
     for folder in [Path.cwd() / "loops", *extra, shipped_library()]:
         if folder.resolve() not in [d.resolve() for d in dirs]:
@@ -42,7 +42,7 @@ def find_spec(ref: str, base_dir: Path, loc: Loc | None = None) -> Path:
     """A path (relative to `base_dir`) or a template name, looked up along the template path."""
     loc = loc or Loc(ref, 1, 1)
     if is_path_ref(ref):
-        candidate = (base_dir / Path(ref).expanduser()).absolute()
+        candidate = (base_dir / Path(os.path.expanduser(ref))).absolute()
         if candidate.is_file():
             return candidate
         raise SpecError([problem_at(loc, "extends", f"cannot find `{ref}` (looked at {candidate})")])

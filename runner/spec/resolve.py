@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import linecache
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,7 @@ class Resolved:
 
 def resolve(file: str | Path, overrides: dict[str, Any] | None = None) -> Resolved:
     """Read, merge, validate and render-check a spec; raise SpecError with every located problem."""
-    return _resolve(Path(file).expanduser().absolute(), overrides or {}, frozenset())
+    return _resolve(Path(os.path.expanduser(file)).absolute(), overrides or {}, frozenset())
 
 
 def _resolve(path: Path, overrides: dict[str, Any], outer: frozenset[Path]) -> Resolved:
@@ -180,12 +181,12 @@ def _absolutize(node: Any, base_dir: Path, files: list[Path], path: tuple[Any, .
     """File references and path fields are relative to the file that names them."""
     if isinstance(node, LDict):
         if set(node) == {"file"} and isinstance(node["file"], str):
-            node["file"] = str((base_dir / Path(node["file"]).expanduser()).absolute())
+            node["file"] = str((base_dir / Path(os.path.expanduser(node["file"]))).absolute())
             files.append(Path(node["file"]))
             return
         for key, value in node.items():
             if isinstance(value, str) and _is_path_field(path + (key,)):
-                node[key] = str((base_dir / Path(value).expanduser()).absolute())
+                node[key] = str((base_dir / Path(os.path.expanduser(value))).absolute())
                 if key == "script":
                     files.append(Path(node[key]))
             else:
@@ -193,7 +194,7 @@ def _absolutize(node: Any, base_dir: Path, files: list[Path], path: tuple[Any, .
     elif isinstance(node, LList):
         for i, item in enumerate(node):
             if isinstance(item, str) and _is_path_field(path + ("*",)):
-                node[i] = str((base_dir / Path(item).expanduser()).absolute())
+                node[i] = str((base_dir / Path(os.path.expanduser(item))).absolute())
             else:
                 _absolutize(item, base_dir, files, path + ("*",))
 
