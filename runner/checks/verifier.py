@@ -53,9 +53,9 @@ class Verifier:
     def measure_baselines(self, time_left: float | None) -> list[CheckResult]:
         """Score each `baseline` check not scored yet, before the agent's first move; later rounds
         compare with it. The results of those that ran (none: nothing was due)."""
-        due = [c for c in self.spec.verify.checks if c.baseline and c.name not in self.baselines]
-        results = self.run(due, 0, time_left) if due else []
-        self.baselines.update({r.name: r.metric for r in results if r.name in {c.name for c in due}})
+        due = {c.name: c for c in self.spec.verify.checks if c.baseline and c.name not in self.baselines}
+        results = self.run(list(due.values()), 0, time_left) if due else []
+        self.baselines.update({r.name: r.metric for r in results if r.name in due})
         return results
 
     def run(self, checks: list[Check], iteration: int, time_left: float | None) -> list[CheckResult]:

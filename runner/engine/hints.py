@@ -21,13 +21,13 @@ from itertools import chain
 
 from ..errors import ToolFailure
 from ..models.base import ToolCall
+from ..tools.pyedit import functions, innermost
 from .context import Context
 
 REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its result will not change. "
                  "Try a different approach.]")
 NOT_FOUND = "the old text was not found in"
 AMBIGUOUS = "so it is not clear which to change"
-DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+(\w+)\s*\(")
 MIN_QUOTED = 8  # characters: a shorter `old` (a word) stands in many places by chance
 NEAR = 400  # characters around the copied text in which a pointer to the file's line counts
 
@@ -48,29 +48,16 @@ def _called(call: ToolCall, output: str, report: str | None, read: Callable[[str
     if not report or not isinstance(path, str):
         return ""
     try:
-        lines = read(path).splitlines()
+        found = functions(read(path))
     except (ToolFailure, OSError):
         return ""
-    places = {int(n): _enclosing(lines, int(n)) for n in re.findall(r"^- line (\d+)", output, re.MULTILINE)}
+    places = {int(n): getattr(innermost(found, int(n)), "name", None)
+              for n in re.findall(r"^- line (\d+)", output, re.MULTILINE)}
     named = {n: name for n, name in places.items() if name and re.search(rf"(?<!\w){name}\(", report)}
     if len(named) != 1 or len(set(places.values())) != len(places):
         return ""
     (number, name), = named.items()
     return f"\n[The failing check calls `{name}`: line {number} is in `{name}`.]"
-
-
-def _enclosing(lines: list[str], number: int) -> str | None:
-    """The name of the function (`def NAME(`) whose body holds line `number` (1-based), by indentation."""
-    if not 0 < number <= len(lines):
-        return None
-    depth = len(lines[number - 1]) - len(lines[number - 1].lstrip())
-    for line in reversed(lines[:number - 1]):
-        found = DEF.match(line)
-        if found and len(found.group(1)) < depth:
-            return found.group(2)
-        if line.strip() and len(line) - len(line.lstrip()) < depth and not found:
-            depth = len(line) - len(line.lstrip())  # a block (`if`, `for`) inside the function: look above it
-    return None
 
 
 def _misquoted(call: ToolCall, context: Context, read: Callable[[str], str]) -> str:

@@ -47,7 +47,7 @@ def read_file(ws: Workspace, path: str, start_line: int | None = None, end_line:
     return f"{shown.rstrip(chr(10))}\n\n[{read_only}]" if read_only else shown
 
 
-def _read_lines(text: str, start_line: int | None, end_line: int | None, name_asked: bool = True) -> str:
+def _read_lines(text: str, start_line: int | None, end_line: int | None, name_asked: bool) -> str:
     """The lines asked for; a short file whole, naming the lines asked for if `name_asked`: not under
     a read-only file, where a small model took the line named (a test's assertion) for the `old` of
     its next edit of the code (bench/real_model.py, 2 quickstart runs of 5)."""

@@ -24,9 +24,10 @@ def as_meant(text: str, old: str, new: str) -> tuple[str, str] | None:
     """The file with the edit applied as meant, and how it was read; None when the edit is not of
     this kind or its reading would not parse. `old` occurs once in `text` and holds no line break."""
     at = text.find(old)
-    start = text.rfind("\n", 0, at) + 1
-    indent = text[start:at]
-    if at < 0 or "\n" in old or indent.strip():
+    if at < 0 or "\n" in old:
+        return None
+    indent = text[text.rfind("\n", 0, at) + 1:at]
+    if indent.strip():
         return None
     lines = new.split("\n")
     header = _enclosing_header(text, text.count("\n", 0, at) + 1)
@@ -56,18 +57,30 @@ def as_meant(text: str, old: str, new: str) -> tuple[str, str] | None:
     return (edited, how) if error("Python", edited) is None else None
 
 
-def _enclosing_header(text: str, line: int) -> str | None:
-    """The one-line `def` of the innermost function whose body holds `line`, as written (stripped)."""
+Function = ast.FunctionDef | ast.AsyncFunctionDef
+
+
+def functions(text: str) -> list[Function]:
+    """Every function defined in `text`, read as Python; none if it does not parse."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    return [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def innermost(found: list[Function], line: int) -> Function | None:
+    """Of `found`, the innermost function whose body holds `line` (1-based; its `def` line is not in it)."""
+    inside = [node for node in found if node.body[0].lineno <= line <= (node.end_lineno or 0)]
+    return max(inside, key=lambda node: node.lineno, default=None)
+
+
+def _enclosing_header(text: str, line: int) -> str | None:
+    """The one-line `def` of the innermost function whose body holds `line`, as written (stripped)."""
+    node = innermost(functions(text), line)
+    if node is None:
         return None
-    inside = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-              and node.body[0].lineno <= line <= (node.end_lineno or 0)]
-    if not inside:
-        return None
-    innermost = max(inside, key=lambda node: node.lineno)
-    header = text.splitlines()[innermost.lineno - 1].strip()
+    header = text.splitlines()[node.lineno - 1].strip()
     return header if header.endswith(":") and header.startswith(("def ", "async def ")) else None

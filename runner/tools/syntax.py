@@ -60,13 +60,13 @@ def whole_line(path: str, text: str, old: str) -> str:
     """For an edit that deletes `old`, part of a line: how to delete the whole line, if the file
     parses without it. A small model deletes `os` from `import os`; told that the line is left
     invalid it sent `import os` back unchanged (3 of 5 samples); told this, it deleted the line (5 of 5)."""
-    kind = KINDS.get(PurePath(path).suffix.lower())
-    at = text.find(old)
+    kind, at = KINDS.get(PurePath(path).suffix.lower()), text.find(old)
+    if kind is None or at < 0 or "\n" in old.strip() or len(text) > MAX_CHARS:
+        return ""
     start, end = text.rfind("\n", 0, at) + 1, text.find("\n", at + len(old))
     end = len(text) if end < 0 else end + 1
     line = text[start:end].strip()
-    if kind is None or at < 0 or "\n" in old.strip() or line == old.strip() or len(text) > MAX_CHARS \
-            or error(kind, text[:start] + text[end:]):
+    if line == old.strip() or error(kind, text[:start] + text[end:]):
         return ""
     quoted = f" (`{line}`)" if "`" not in line else ""
     number = text.count("\n", 0, at) + 1
