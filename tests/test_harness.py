@@ -109,51 +109,6 @@ def test_paths_in_the_workdir_reach_the_model_relative_as_its_tools_take_them(wr
 
 
 
-def _edit_outputs(path, loop_cli) -> list[str]:
-    """Run the spec with edit_file offered too; the outputs of its edit_file calls."""
-    path.write_text(path.read_text().replace("  - write_file\n", "  - write_file\n  - edit_file\n"))
-    loop_cli("run", path)
-    return [e["output_preview"] for e in events(run_folder(Path("runs")), "tool_call") if e["name"] == "edit_file"]
-
-
-def test_an_edit_of_text_copied_from_a_check_report_or_a_command_is_told_where_it_came_from(write, loop_cli):
-    write("inv.py", "import os\n\nprint(1)\n")
-    checks = ("verify:\n  at_start: true\n  checks:\n"
-              "    - {name: lint, run: 'echo \"inv.py:1:8: F401 os imported but unused\"; "
-              "echo \"F841 count is never used\"; echo \" --> inv.py:3:1\"; exit 1'}\n"
-              "stop: {max_iterations: 2}\n")
-    path = spec(write, """
-        - tools:
-            - edit_file: {path: inv.py, old: "F401 os imported but unused", new: ""}
-            - edit_file: {path: inv.py, old: "F841 count is never used", new: ""}
-        - tools:
-            - shell: {command: "echo Traceback: line 3 of inv.py"}
-            - edit_file: {path: inv.py, old: "Traceback: line 3", new: "x"}
-            - edit_file: {path: inv.py, old: "nothing like it anywhere", new: "x"}
-        """, checks)
-    outputs = _edit_outputs(path, loop_cli)
-    assert ("[Your `old` is text from a check report, not from inv.py. It points at inv.py line 1, which reads "
-            "`import os`: put that line in `old`") in outputs[0]  # the line the finding names, ready to copy
-    assert "It points at inv.py line 3, which reads `print(1)`" in outputs[1]  # ruff's `-->` line after the finding
-    assert "[Your `old` is text from the output of `shell`, not from inv.py: copy `old` from the file" in outputs[2]
-    assert "not found" in outputs[3] and "Your `old`" not in outputs[3]  # from nowhere: no source to name
-
-def test_an_ambiguous_edit_is_told_which_place_is_in_the_function_the_failing_check_calls(write, loop_cli):
-    write("calc.py", "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    return a + b\n")
-    checks = ("verify:\n  at_start: true\n  checks:\n"
-              "    - {name: tests, run: 'echo \"self.assertEqual(multiply(4, 5), 20)\"; echo \"9 != 20\"; exit 1'}\n"
-              "stop: {max_iterations: 1}\n")
-    path = spec(write, """
-        - tools:
-            - edit_file: {path: calc.py, old: "return a + b", new: "return a * b"}
-            - edit_file: {path: calc.py, old: "(a, b)", new: "(a, b, c)"}
-        """, checks)
-    outputs = _edit_outputs(path, loop_cli)
-    assert "occurs 2 times" in outputs[0] and outputs[0].endswith(
-        "\n[The failing check calls `multiply`: line 6 is in `multiply`.]")
-    assert "occurs 2 times" in outputs[1] and "failing check calls" not in outputs[1]  # on the def lines: in none
-
-
 def test_loop_show_verbose_shows_words_arguments_whole_outputs_and_failing_checks(write, loop_cli):
     long_output = "".join(f"line {i}\n" for i in range(1, 151))
     write("big.txt", long_output)

@@ -65,6 +65,8 @@ def test_file_tools_read_write_edit_list_search(box, tmp_path):
     assert call(box, "read_file", path="a.txt", start_line=1, end_line=3).output == "alpha\nbeta\ngamma\n"
     assert call(box, "read_file", path="a.txt", start_line=2).output.endswith("you asked for lines 2-3.]")
     assert call(box, "read_file", path="a.txt", start_line=9).output.endswith("it has no line 9.]")
+    first = call(box, "read_file", path="a.txt", start_line=1, end_line=1).output  # from the top: no line named
+    assert first == "alpha\nbeta\ngamma\n\n[The whole file, 3 lines, since it is short.]"
     (tmp_path / "work/long.txt").write_text("".join(f"{i}\n" for i in range(1, 151)))
     assert call(box, "read_file", path="long.txt", start_line=2, end_line=3).output == "2\n3\n[lines 2-3 of 150]"
     assert call(box, "read_file", path="long.txt", start_line=140).output.startswith("140\n")
@@ -320,8 +322,8 @@ def test_a_refused_edit_of_a_test_points_at_the_code_it_tests(write, tmp_path):
     assert not spec_refused.ok and "change the code it tests" not in spec_refused.output
     read = call(box, "read_file", path="tests/test_calc.py", start_line=3, end_line=3).output
     assert "is read-only for you" in read and "which you asked for" not in read  # its line is no `old` to use
-    assert "Line 1, which you asked for, reads: `def add(a, b):`" in call(box, "read_file", path="calc.py",
-                                                                          start_line=1, end_line=1).output
+    assert "Line 2, which you asked for, reads: `    return a - b`" in call(box, "read_file", path="calc.py",
+                                                                           start_line=2, end_line=2).output
 
 
 def test_an_empty_new_deletes_the_old_text(box, tmp_path):

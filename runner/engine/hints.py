@@ -14,6 +14,7 @@ tell the model from them:
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Callable
@@ -29,6 +30,8 @@ REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its res
 NOT_FOUND = "the old text was not found in"
 AMBIGUOUS = "so it is not clear which to change"
 MIN_QUOTED = 8  # characters: a shorter `old` (a word) stands in many places by chance
+MIN_SHARED = 12  # characters: `multiply(` of a failing assertion is shared with its def, not printed by it
+MAX_COMPARED = 3000  # lines: a file longer than that is not compared line by line with a report's
 NEAR = 400  # characters around the copied text in which a pointer to the file's line counts
 
 
@@ -69,14 +72,25 @@ def _misquoted(call: ToolCall, context: Context, read: Callable[[str], str]) -> 
     if found is None:
         return ""
     source, text = found
-    pointed = _pointed_line(text, old.strip(), path, read)
-    if pointed is None:
-        return (f"\n[Your `old` is text from {source}, not from {path}: copy `old` from the file itself, "
-                "as it reads now.]")
-    number, line = pointed
-    shown = f"`{line.strip()}`" if "`" not in line else json.dumps(line.strip())
-    return (f"\n[Your `old` is text from {source}, not from {path}. It points at {path} line {number}, which "
-            f"reads {shown}: put that line in `old`, and in `new` what it should become (an empty `new` deletes it).]")
+    try:
+        lines = read(path).splitlines()
+    except (ToolFailure, OSError):
+        return ""
+    said = f"\n[Your `old` is text from {source}, not from {path}"
+    put = "put that line in `old`, and in `new` what it should become (an empty `new` deletes it).]"
+    pointed = _pointed_line(text, old.strip(), path, lines)
+    if pointed is not None:
+        return f"{said}. It points at {path} line {pointed}, which reads {_quoted(lines[pointed - 1])}: {put}"
+    made = _made_by(text, old.strip(), lines) if source in ("a check report", "the output of `shell`") else None
+    if made is not None:
+        number, shared = made
+        return (f"{said}. Its {_quoted(shared)} comes from {path} line {number}, which reads "
+                f"{_quoted(lines[number - 1])}: {put}")
+    return f"{said}: copy `old` from the file itself, as it reads now.]"
+
+
+def _quoted(text: str) -> str:
+    return f"`{text.strip()}`" if "`" not in text else json.dumps(text.strip())
 
 
 def copied_from(context: Context, snippet: str) -> tuple[str, str] | None:
@@ -94,24 +108,40 @@ def copied_from(context: Context, snippet: str) -> tuple[str, str] | None:
     return None
 
 
-def _pointed_line(text: str, snippet: str, path: str, read: Callable[[str], str]) -> tuple[int, str] | None:
-    """The line of `path` that the text around `snippet` points at (`path:LINE`, `File "path", line
-    LINE`): on the snippet's own line (`inventory.py:1:8: F401 ...`), else the first after it
-    (ruff's `--> inventory.py:1:8`), else the last before it; with what that line reads now."""
+def _pointed_line(text: str, snippet: str, path: str, lines: list[str]) -> int | None:
+    """The line of `path` (read as `lines`) that the text around `snippet` points at (`path:LINE`,
+    `File "path", line LINE`): on the snippet's own line (`inventory.py:1:8: F401 ...`), else the
+    first after it (ruff's `--> inventory.py:1:8`), else the last before it; a blank line is none."""
     name = re.escape(path.removeprefix("./"))
     pointer = re.compile(rf'(?<![\w/.-])(?:\./)?(?:{name}:(\d+)|File "(?:\./)?{name}", line (\d+))')
-    at = text.find(snippet)
-    start, end = text.rfind("\n", 0, at) + 1, text.find("\n", at + len(snippet))
-    end = len(text) if end < 0 else end
+    start, end = _line_span(text, snippet)
     before = list(pointer.finditer(text, max(0, start - NEAR), start))
     chosen = next(chain(pointer.finditer(text, start, end), pointer.finditer(text, end, end + NEAR), reversed(before)),
                   None)
     if chosen is None:
         return None
     number = int(chosen.group(1) or chosen.group(2))
-    try:
-        lines = read(path).splitlines()
-    except (ToolFailure, OSError):
-        return None
-    return (number, lines[number - 1]) if 0 < number <= len(lines) and lines[number - 1].strip() else None
+    return number if 0 < number <= len(lines) and lines[number - 1].strip() else None
 
+
+def _made_by(text: str, snippet: str, lines: list[str]) -> tuple[int, str] | None:
+    """The one line of the file sharing the longest piece (MIN_SHARED characters at least) with the
+    line of `text` that holds `snippet`, and that piece: the code that printed it."""
+    start, end = _line_span(text, snippet)
+    said, shared = text[start:end], []
+    if len(lines) > MAX_COMPARED:
+        return None
+    for number, line in enumerate(lines, 1):
+        match = difflib.SequenceMatcher(None, said, line, autojunk=False).find_longest_match()
+        shared.append((len(said[match.a:match.a + match.size].strip()), number, said[match.a:match.a + match.size]))
+    shared.sort(reverse=True)
+    if not shared or shared[0][0] < MIN_SHARED or (len(shared) > 1 and shared[1][0] == shared[0][0]):
+        return None
+    return shared[0][1], shared[0][2].strip()
+
+
+def _line_span(text: str, snippet: str) -> tuple[int, int]:
+    """Where the line (or lines) of `text` holding `snippet` start and end."""
+    at = text.find(snippet)
+    end = text.find("\n", at + len(snippet))
+    return text.rfind("\n", 0, at) + 1, len(text) if end < 0 else end

@@ -69,9 +69,13 @@ def _read_lines(text: str, start_line: int | None, end_line: int | None, name_as
 def _asked(lines: list[str], first: int, last: int) -> str:
     """Said under a short file shown whole for a range: which lines were asked for. Without it a small
     model took the file's first line for the one it asked for, and edited that (bench/real_model.py,
-    rename: 2 of 5 samples edited the line asked for, 5 of 5 with it named)."""
+    rename: 2 of 5 samples edited the line asked for, 5 of 5 with it named). Line 1 alone is how a
+    model reads from the top, not a line it means: named, it became the `old` of 4 of 6 next edits
+    (the http task's docstring), 0 of 6 when not."""
     if first > len(lines):
         return f"[The whole file, {len(lines)} lines: it has no line {first}.]"
+    if first == last == 1:
+        return f"[The whole file, {len(lines)} lines, since it is short.]"
     if last > first:
         return f"[The whole file, {len(lines)} lines, since it is short; you asked for lines {first}-{last}.]"
     return (f"[The whole file, {len(lines)} lines, since it is short. Line {first}, which you asked for, reads: "
