@@ -4,7 +4,7 @@ calls. Each test plays the small model's mistake with the scripted model."""
 
 from pathlib import Path
 
-from helpers import events, run_folder
+from helpers import context_units, events, run_folder
 from test_loop import spec
 
 
@@ -72,3 +72,19 @@ def test_an_edit_of_a_report_line_nothing_points_at_is_shown_the_line_that_print
         'server.py line 5, which reads `self.send_json(404, {"error": "not found"})`: put that line in `old`, '
         'and in `new` what it should become (an empty `new` deletes it).]')
     assert outputs[1].endswith("not from server.py: copy `old` from the file itself, as it reads now.]")
+
+
+def test_a_failing_output_that_names_no_file_is_told_which_line_prints_it(write, loop_cli):
+    write("server.py", 'def reply(path):\n    if path == "/books":\n        return 200, BOOKS\n'
+                       '    return 404, {"error": "not found"}\n')
+    write("checker.py", 'print(\'GET /health -> 404 {"error": "not found"}\')\nraise SystemExit(1)\n')
+    write("traced.py", 'print(\'File "server.py", line 4: {"error": "not found"}\')\nraise SystemExit(1)\n')
+    checks = ("verify:\n  at_start: true\n  checks:\n    - {name: health, run: python3 checker.py}\n"
+              "    - {name: traced, run: python3 traced.py}\n"
+              "stop: {max_iterations: 1}\nprotect: [checker.py, traced.py]\n")  # the checkers: no place to fix
+    loop_cli("run", spec(write, "- tools:\n    - read_file: {path: server.py}\n", checks))
+    report = context_units(run_folder(Path("runs")))[0]["messages"][0]["content"]
+    health = report[report.index("## health"):report.index("## traced")]
+    assert health.endswith('```\n[`{"error": "not found"}` in this output comes from server.py line 4: '
+                           '`return 404, {"error": "not found"}`.]\n\n')
+    assert "comes from" not in report[report.index("## traced"):]  # it names its place itself

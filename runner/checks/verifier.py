@@ -109,14 +109,17 @@ def protected_globs(spec: Spec, renderer: Renderer) -> list[str]:
 
 
 def failure_report(renderer: Renderer, results: list[CheckResult], iteration: int, ending: str | None = None,
-                   tools: list[str] | None = None, unchanged: bool = False) -> str:
+                   tools: list[str] | None = None, unchanged: bool = False,
+                   sources: dict[str, str] | None = None) -> str:
     """The report of a failed round. `ending` says what ran the checks: the model's `finish`, a reply
     that called no tool (`no_tool`) or said nothing (`empty`), or None (checks of every iteration);
     `tools`, the names of the tools the model has; `unchanged`, a finish that changed nothing since
-    the round before, which failed the same way (its report, with the outputs, is still there)."""
+    the round before, which failed the same way (its report, with the outputs, is still there);
+    `sources`, per check, a note on where its output comes from (engine/sources.py)."""
     failed = [r for r in results if not r.passed]
     return renderer.prompt("verify_failed", iteration, ending=ending, tools=tools or [], unchanged=unchanged,
-                           failed=[{"name": r.name, "summary": r.summary, "output": _beyond(r)} for r in failed],
+                           failed=[{"name": r.name, "summary": r.summary, "output": _beyond(r),
+                                    "source": (sources or {}).get(r.name, "")} for r in failed],
                            passed=[r.name for r in results if r.passed], total=len(results))
 
 

@@ -14,8 +14,6 @@ tell the model from them:
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
 from collections.abc import Callable
 from itertools import chain
@@ -24,14 +22,13 @@ from ..errors import ToolFailure
 from ..models.base import ToolCall
 from ..tools.pyedit import functions, innermost
 from .context import Context
+from .sources import quoted, shared_line
 
 REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its result will not change. "
                  "Try a different approach.]")
 NOT_FOUND = "the old text was not found in"
 AMBIGUOUS = "so it is not clear which to change"
 MIN_QUOTED = 8  # characters: a shorter `old` (a word) stands in many places by chance
-MIN_SHARED = 12  # characters: `multiply(` of a failing assertion is shared with its def, not printed by it
-MAX_COMPARED = 3000  # lines: a file longer than that is not compared line by line with a report's
 NEAR = 400  # characters around the copied text in which a pointer to the file's line counts
 
 
@@ -80,17 +77,14 @@ def _misquoted(call: ToolCall, context: Context, read: Callable[[str], str]) -> 
     put = "put that line in `old`, and in `new` what it should become (an empty `new` deletes it).]"
     pointed = _pointed_line(text, old.strip(), path, lines)
     if pointed is not None:
-        return f"{said}. It points at {path} line {pointed}, which reads {_quoted(lines[pointed - 1])}: {put}"
-    made = _made_by(text, old.strip(), lines) if source in ("a check report", "the output of `shell`") else None
+        return f"{said}. It points at {path} line {pointed}, which reads {quoted(lines[pointed - 1])}: {put}"
+    start, end = _line_span(text, old.strip())
+    made = shared_line(text[start:end], lines) if source in ("a check report", "the output of `shell`") else None
     if made is not None:
         number, shared = made
-        return (f"{said}. Its {_quoted(shared)} comes from {path} line {number}, which reads "
-                f"{_quoted(lines[number - 1])}: {put}")
+        return (f"{said}. Its {quoted(shared)} comes from {path} line {number}, which reads "
+                f"{quoted(lines[number - 1])}: {put}")
     return f"{said}: copy `old` from the file itself, as it reads now.]"
-
-
-def _quoted(text: str) -> str:
-    return f"`{text.strip()}`" if "`" not in text else json.dumps(text.strip())
 
 
 def copied_from(context: Context, snippet: str) -> tuple[str, str] | None:
@@ -122,22 +116,6 @@ def _pointed_line(text: str, snippet: str, path: str, lines: list[str]) -> int |
         return None
     number = int(chosen.group(1) or chosen.group(2))
     return number if 0 < number <= len(lines) and lines[number - 1].strip() else None
-
-
-def _made_by(text: str, snippet: str, lines: list[str]) -> tuple[int, str] | None:
-    """The one line of the file sharing the longest piece (MIN_SHARED characters at least) with the
-    line of `text` that holds `snippet`, and that piece: the code that printed it."""
-    start, end = _line_span(text, snippet)
-    said, shared = text[start:end], []
-    if len(lines) > MAX_COMPARED:
-        return None
-    for number, line in enumerate(lines, 1):
-        match = difflib.SequenceMatcher(None, said, line, autojunk=False).find_longest_match()
-        shared.append((len(said[match.a:match.a + match.size].strip()), number, said[match.a:match.a + match.size]))
-    shared.sort(reverse=True)
-    if not shared or shared[0][0] < MIN_SHARED or (len(shared) > 1 and shared[1][0] == shared[0][0]):
-        return None
-    return shared[0][1], shared[0][2].strip()
 
 
 def _line_span(text: str, snippet: str) -> tuple[int, int]:

@@ -37,6 +37,7 @@ from ..tools.toolbox import Hooks, Toolbox, ToolResult
 from . import hints
 from .context import Context, initial_messages
 from .limits import Counters, Limits, Progress
+from .sources import sources
 from .status import Failed, Finished, Interrupted, Stop, Verified
 from .subloop import run_subloop
 
@@ -293,7 +294,8 @@ class Loop:
                 raise Verified(f"all {len(results)} checks passed")
         else:  # a report that only says "nothing changed" leaves the one before it the latest
             self.context.add_user(failure_report(self.renderer, results, self.counters.iteration, ending,
-                                                list(self.toolbox.offered), unchanged),
+                                                list(self.toolbox.offered), unchanged,
+                                                sources(results, self.toolbox.workspace)),
                                   "notice" if unchanged else "report")
         return results
 

@@ -134,7 +134,8 @@ class PromptSpec(Strict):
     task: Template | None = Field(None, description="The first user message. Gets `objective`, `files` (the "
                                   "workdir's, up to context.file_list) and `files_more` (how many more).")
     verify_failed: Template | None = Field(None, description="The report of a failed check round. Gets `failed` "
-                                           "(each `name`, `summary`, `output`), `passed`, `total`, `tools` (the "
+                                           "(each `name`, `summary`, `output` and `source`: where the output comes "
+                                           "from, when it names no file), `passed`, `total`, `tools` (the "
                                            "model's) and `ending`: what ran the checks (`finish`, `no_tool`, "
                                            "`empty`, `start`: the round before the first move, or none) and "
                                            "`unchanged`: a finish that changed no file since the round before, "

@@ -26,7 +26,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "system": {"instructions": "", "checks": [{"name": "tests", "what": "`pytest` exits with 0"}],
                "offload": True, "memory": True},
     "task": {"objective": "the objective", "files": ["README.md", "src/app.py"], "files_more": 0},
-    "verify_failed": {"failed": [{"name": "tests", "summary": "exit code 1", "output": "1 failed"}],
+    "verify_failed": {"failed": [{"name": "tests", "summary": "exit code 1", "output": "1 failed", "source": ""}],
                       "passed": ["lint"], "total": 2, "ending": "finish", "unchanged": False,
                       "tools": ["read_file", "finish"]},
     "summarize": {"objective": "the objective", "previous": "earlier summary", "transcript": "turns"},
