@@ -77,7 +77,7 @@ def test_an_edit_of_a_report_line_nothing_points_at_is_shown_the_line_that_print
 def test_a_failing_output_that_names_no_file_is_told_which_line_prints_it(write, loop_cli):
     write("server.py", 'def reply(path):\n    if path == "/books":\n        return 200, BOOKS\n'
                        '    return 404, {"error": "not found"}\n')
-    write("checker.py", 'print(\'GET /health -> 404 {"error": "not found"}\')\nraise SystemExit(1)\n')
+    write("checker.py", 'print("GET /health -> 404", {"error": "not found"})\nraise SystemExit(1)\n')  # as a repr
     write("traced.py", 'print(\'File "server.py", line 4: {"error": "not found"}\')\nraise SystemExit(1)\n')
     checks = ("verify:\n  at_start: true\n  checks:\n    - {name: health, run: python3 checker.py}\n"
               "    - {name: traced, run: python3 traced.py}\n"
@@ -85,6 +85,6 @@ def test_a_failing_output_that_names_no_file_is_told_which_line_prints_it(write,
     loop_cli("run", spec(write, "- tools:\n    - read_file: {path: server.py}\n", checks))
     report = context_units(run_folder(Path("runs")))[0]["messages"][0]["content"]
     health = report[report.index("## health"):report.index("## traced")]
-    assert health.endswith('```\n[`{"error": "not found"}` in this output comes from server.py line 4: '
+    assert health.endswith('```\n[`{\'error\': \'not found\'}` in this output comes from server.py line 4: '
                            '`return 404, {"error": "not found"}`.]\n\n')
     assert "comes from" not in report[report.index("## traced"):]  # it names its place itself

@@ -25,6 +25,7 @@ MIN_SHARED = 12  # characters: `multiply(` of a failing assertion is shared with
 POINTER = re.compile(r'[\w.-]+\.\w+:\d+|File "[^"]+", line \d+')
 MAX_FILES, MAX_FILE_CHARS = 100, 50_000  # a workdir's first files: the note is a help, not a search engine
 MAX_OUTPUT_LINES = 10  # the last lines of the output: where a failing program says what it got
+QUOTES = str.maketrans("'", '"')
 STRIDE = MIN_SHARED // 2  # a shared piece of MIN_SHARED characters holds the output's window at one of these
 
 
@@ -64,13 +65,16 @@ def source_of(output: str, ws: Workspace) -> str:
 
 def shared_line(said: str, lines: list[str]) -> tuple[int, str] | None:
     """The one of `lines` sharing the longest piece (MIN_SHARED characters at least, not counting the
-    spaces around it) with the text `said`, as its number and the piece; None if none or a tie."""
-    windows = {said[i:i + STRIDE + 1] for i in range(0, max(len(said) - STRIDE, 1), STRIDE)}
+    spaces around it) with the text `said`, as its number and the piece; None if none or a tie. Either
+    quote stands for the other: Python prints `{"error": 1}` as `{'error': 1}`."""
+    plain = said.translate(QUOTES)
+    windows = {plain[i:i + STRIDE + 1] for i in range(0, max(len(plain) - STRIDE, 1), STRIDE)}
     best: list[tuple[int, int, str]] = []
     for number, line in enumerate(lines, 1):
+        line = line.translate(QUOTES)
         if not any(window in line for window in windows):  # cheap: most lines share no window at all
             continue
-        match = difflib.SequenceMatcher(None, said, line, autojunk=False).find_longest_match()
+        match = difflib.SequenceMatcher(None, plain, line, autojunk=False).find_longest_match()
         piece = said[match.a:match.a + match.size].strip()
         best.append((len(piece), number, piece))
     best.sort(reverse=True)
