@@ -114,3 +114,19 @@ def test_the_guard_survives_what_an_adversarial_agent_writes(box, tmp_path):  # 
     deep_py = call(box, "write_file", path="deep.py", content="x = " + "(" * 100_000 + ")" * 100_000 + "\n")
     assert not deep_py.ok and "invalid Python" in deep_py.output  # the parser refuses the nesting itself
     assert (work / "deep.py").read_text() == "x = 1\n"
+
+
+def test_a_line_written_whole_in_place_of_its_start_replaces_the_whole_line(box, tmp_path):  # noqa: F811
+    work = tmp_path / "work"
+    server = 'def get(self):\n    self.send_json(404, {"error": "not found"})\n'
+    (work / "server.py").write_text(server)
+    whole = call(box, "edit_file", path="server.py", old="self.send_json(404, {",
+                 new="self.send_json(200, {'status': 'ok'})")  # as written: `"error": "not found"})` left after it
+    assert whole.ok and ("`new` was read as the whole line from `old` on, which it ends: the rest, "
+                         '`"error": "not found"})`, would not parse after it') in whole.output, whole.output
+    assert (work / "server.py").read_text() == "def get(self):\n    self.send_json(200, {'status': 'ok'})\n"
+    (work / "server.py").write_text(server)
+    start = call(box, "edit_file", path="server.py", old="self.send_json(404, {", new="self.send_json(200, {")
+    assert start.ok and "was read" not in start.output  # it parses as written
+    broken = call(box, "edit_file", path="server.py", old="self.send_json(200, {", new="self.send_json(200, {{")
+    assert not broken.ok and "invalid Python" in broken.output  # neither reading parses: refused as before

@@ -8,7 +8,11 @@ edit is refused), or `slugify` gets a second `slugify` inside it and returns Non
 reads such a `new` the way it was meant, when that is unambiguous and the result parses:
 - without the enclosing function's own `def` line (`def slugify(title):`), its body alone;
 - with every line indented like the first, as the file has it at `old`;
-- without the indentation it repeats, when `old` left it out and `new` has it.
+- without the indentation it repeats, when `old` left it out and `new` has it;
+- as the whole rest of the line, when `old` is the start of a line and a one-line `new` ends it
+  (`old: "self.send_json(200, {"`, `new: "self.send_json(200, {'status': 'ok'})"`): applied as
+  written, the old line's end (`"error": "not found"})`) was left after it, and the file did not
+  parse, three times in a row.
 """
 
 from __future__ import annotations
@@ -36,15 +40,16 @@ def as_meant(text: str, old: str, new: str) -> tuple[str, str] | None:
         body = textwrap.dedent("\n".join(lines[1:])).split("\n")
         lines = [rest, *body] if rest else body
         how = f"without `{header}`, which it is in already"
-    elif not indent or not error("Python", text.replace(old, new, 1)):
+    elif not error("Python", text.replace(old, new, 1)):
         return None
-    elif lines[0].startswith(indent):  # the indentation in `new` only: the file's and its own would add up
+    elif indent and lines[0].startswith(indent):  # the indentation in `new` only: the file's and its own add up
         edited = text[:at] + new[len(indent):] + text[at + len(old):]
-        return (edited, "without the indentation it repeats") if error("Python", edited) is None else None
-    elif len(lines) > 1:
+        return (edited, "without the indentation it repeats") if error("Python", edited) is None else \
+            _to_line_end(text, at, old, new)
+    elif indent and len(lines) > 1:
         how = "with its lines indented like the first"
     else:
-        return None
+        return _to_line_end(text, at, old, new)
     lines = [line.rstrip() for line in lines]
     while lines and not lines[0]:
         lines.pop(0)
@@ -55,6 +60,18 @@ def as_meant(text: str, old: str, new: str) -> tuple[str, str] | None:
     placed = lines[0] + "".join("\n" + (indent + line if line else "") for line in lines[1:])
     edited = text[:at] + placed + text[at + len(old):]
     return (edited, how) if error("Python", edited) is None else None
+
+
+def _to_line_end(text: str, at: int, old: str, new: str) -> tuple[str, str] | None:
+    end = text.find("\n", at)
+    end = len(text) if end < 0 else end
+    rest = text[at + len(old):end].strip()
+    if "\n" in new.strip() or not rest or not new.strip():
+        return None
+    edited = text[:at] + new.strip() + text[end:]
+    shown = f"`{rest}`" if "`" not in rest else repr(rest)
+    return (edited, f"as the whole line from `old` on, which it ends: the rest, {shown}, would not parse after it") \
+        if error("Python", edited) is None else None
 
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
