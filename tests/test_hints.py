@@ -25,6 +25,7 @@ def test_an_edit_of_text_copied_from_a_check_report_or_a_command_is_told_where_i
         - tools:
             - edit_file: {path: inv.py, old: "F401 os imported but unused", new: ""}
             - edit_file: {path: inv.py, old: "F841 count is never used", new: ""}
+            - edit_file: {path: inv.py, old: "F401 os imported but unused\\n  1 | import os\\n  - import sys", new: ""}
         - tools:
             - shell: {command: "echo Traceback: line 3 of inv.py"}
             - edit_file: {path: inv.py, old: "Traceback: line 3", new: "x"}
@@ -34,8 +35,9 @@ def test_an_edit_of_text_copied_from_a_check_report_or_a_command_is_told_where_i
     assert ("[Your `old` is text from a check report, not from inv.py. It points at inv.py line 1, which reads "
             "`import os`: put that line in `old`") in outputs[0]  # the line the finding names, ready to copy
     assert "It points at inv.py line 3, which reads `print(1)`" in outputs[1]  # ruff's `-->` line after the finding
-    assert "[Your `old` is text from the output of `shell`, not from inv.py: copy `old` from the file" in outputs[2]
-    assert "not found" in outputs[3] and "Your `old`" not in outputs[3]  # from nowhere: no source to name
+    assert "It points at inv.py line 1, which reads `import os`" in outputs[2]  # the finding, then lines made up
+    assert "[Your `old` is text from the output of `shell`, not from inv.py: copy `old` from the file" in outputs[3]
+    assert "not found" in outputs[4] and "Your `old`" not in outputs[4]  # from nowhere: no source to name
 
 def test_an_ambiguous_edit_is_told_which_place_is_in_the_function_the_failing_check_calls(write, loop_cli):
     write("calc.py", "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    return a + b\n")

@@ -8,7 +8,8 @@ tell the model from them:
   file's text, and then retry it, since "not found" alone does not say why. When that text points
   at a line of the file (`inventory.py:1:8`, `File "app.py", line 8`), the line itself is shown as
   the `old` to use: told only where the text came from, a 1.5B model copied the next finding in 4
-  of 4 samples; shown the line, it deleted `import os` in 3 of 4;
+  of 4 samples; shown the line, it deleted `import os` in 3 of 4. So also when only the first
+  line of `old` is the report's, the rest run on in the model's own words;
 - of the places an ambiguous edit could mean, the one in the function the failing check calls.
 """
 
@@ -65,7 +66,10 @@ def _misquoted(call: ToolCall, context: Context, read: Callable[[str], str]) -> 
     path = call.args.get("path") if isinstance(call.args, dict) else None
     if not isinstance(old, str) or len(old.strip()) < MIN_QUOTED or not isinstance(path, str):
         return ""
-    found = copied_from(context, old.strip())
+    snippet, first = old.strip(), old.strip().split("\n")[0].strip()
+    found = copied_from(context, snippet)
+    if found is None and len(first) >= MIN_QUOTED:  # a report's lines, run on into lines of its own
+        snippet, found = first, copied_from(context, first)
     if found is None:
         return ""
     source, text = found
@@ -73,12 +77,14 @@ def _misquoted(call: ToolCall, context: Context, read: Callable[[str], str]) -> 
         lines = read(path).splitlines()
     except (ToolFailure, OSError):
         return ""
+    if snippet != old.strip() and any(snippet in line for line in lines):
+        return ""
     said = f"\n[Your `old` is text from {source}, not from {path}"
     put = "put that line in `old`, and in `new` what it should become (an empty `new` deletes it).]"
-    pointed = _pointed_line(text, old.strip(), path, lines)
+    pointed = _pointed_line(text, snippet, path, lines)
     if pointed is not None:
         return f"{said}. It points at {path} line {pointed}, which reads {quoted(lines[pointed - 1])}: {put}"
-    start, end = _line_span(text, old.strip())
+    start, end = _line_span(text, snippet)
     made = shared_line(text[start:end], lines) if source in ("a check report", "the output of `shell`") else None
     if made is not None:
         number, shared = made
