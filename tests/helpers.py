@@ -18,6 +18,19 @@ def alive(pid: int) -> bool:
         return False
 
 
+def new_children(before: set[int]) -> list[str]:
+    """This process's children (a zombie too: it was not waited for) that were not among `before`
+    (pids), by name: a test that starts Ray earlier in the session can leave a Ray worker behind."""
+    found = []
+    for child in psutil.Process().children():
+        if child.pid not in before:
+            try:
+                found.append(child.name())
+            except psutil.NoSuchProcess:  # a zombie's name may be gone; it still counts
+                found.append(f"pid {child.pid}")
+    return found
+
+
 def wait_until(predicate: Any, timeout: float = 5.0, step: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from helpers import events, run_folder, wait_until
+from helpers import events, new_children, run_folder, wait_until
 from loopback import failure, hang, raw, reply
 
 FAILURES = {
@@ -102,6 +102,7 @@ def test_ctrl_c_at_any_point_of_a_command_leaves_no_process_and_no_timer_behind(
     from runner.tools.shell import run_command
 
     rng, interrupted = random.Random(3), 0
+    before = {child.pid for child in psutil.Process().children()}
     for _ in range(150):
         sender = threading.Timer(rng.uniform(0, 0.006), signal.pthread_kill,
                                  (threading.main_thread().ident, signal.SIGINT))
@@ -113,7 +114,7 @@ def test_ctrl_c_at_any_point_of_a_command_leaves_no_process_and_no_timer_behind(
         except KeyboardInterrupt:
             interrupted += 1
         sender.join()
-        assert psutil.Process().children() == []
+        assert new_children(before) == []
         assert not [t for t in threading.enumerate() if isinstance(t, threading.Timer) and not t.daemon]
     assert interrupted == 150
 
@@ -136,7 +137,7 @@ def test_ctrl_c_while_checks_start_leaves_no_check_running(write, tmp_path):
     policy = policy_for(resolved.spec, resolved.files, tmp_path, tmp_path / "runs")
     verifier = Verifier(resolved.spec, resolved.renderer(tmp_path), tmp_path, None,
                         Commands(policy, policy.environment(["r"])))
-    rng = random.Random(5)
+    rng, before = random.Random(5), {child.pid for child in psutil.Process().children()}
     for _ in range(40):
         sender = threading.Timer(rng.uniform(0, 0.01), signal.pthread_kill,
                                  (threading.main_thread().ident, signal.SIGINT))
@@ -144,7 +145,7 @@ def test_ctrl_c_while_checks_start_leaves_no_check_running(write, tmp_path):
             sender.start()  # inside: under load the signal may land before start() returns
             verifier.run(verifier.due(final=True), 1, None)
         sender.join()
-        assert wait_until(lambda: not psutil.Process().children(), timeout=5), "a check command runs on"
+        assert wait_until(lambda: not new_children(before), timeout=5), f"runs on: {new_children(before)}"
         assert not [t for t in threading.enumerate() if t.name.startswith("check") and not t.daemon]
 
 
