@@ -90,3 +90,31 @@ def test_a_failing_output_that_names_no_file_is_told_which_line_prints_it(write,
     assert health.endswith('```\n[`{\'error\': \'not found\'}` in this output comes from server.py line 4: '
                            '`return 404, {"error": "not found"}`.]\n\n')
     assert "comes from" not in report[report.index("## traced"):]  # it names its place itself
+
+
+def test_an_edit_that_changed_nothing_is_shown_the_line_the_report_still_points_at(write, loop_cli):
+    # A rename half done: the model fixed the call, and repeats that edit while the import is left.
+    write("shop.py", "from users import get_usr\n\n\nprint(get_usr(1))\n")
+    write("server.py", 'def reply(path):\n    return 200, {"error": "not found"}\n')
+    write("checker.py", "print(\"GET /health -> 200 {'error': 'not found'}\")\nraise SystemExit(1)\n")
+    checks = ("verify:\n  at_start: true\n  checks:\n    - {name: gone, file: {path: shop.py, not_contains: get_usr}}\n"
+              "    - {name: health, run: python3 checker.py}\n"
+              "stop: {max_iterations: 1}\nprotect: [checker.py]\n")
+    path = spec(write, """
+        - tools:
+            - edit_file: {path: shop.py, old: "get_usr(1)", new: "get_user(1)"}
+            - edit_file: {path: shop.py, old: "get_usr(1)", new: "get_user(1)"}
+            - edit_file: {path: server.py, old: "return 200, {", new: "return 200, {"}
+            - edit_file: {path: server.py, old: "return 200", new: "    return 200"}
+            - edit_file: {path: shop.py, old: "print(get_user(1))", new: "print(get_user(2))"}
+        """, checks)
+    outputs = _edit_outputs(path, loop_cli)
+    assert "points at" not in outputs[0]  # the edit changed the file
+    assert "made before" in outputs[1] and outputs[1].endswith(
+        "\n[That edit is in place, but the work is not done: the latest check report points at shop.py line 1, "
+        "which reads `from users import get_usr`. Edit that line next, to what the objective needs it to read.]")
+    for same in outputs[2:4]:  # the same text, or the same but for the indentation the line has
+        assert "would change nothing" in same and same.endswith(
+            '\n[The work is not done: the latest check report points at server.py line 2, which reads '
+            '`return 200, {"error": "not found"}`. Edit that line next, to what the objective needs it to read.]')
+    assert "edited shop.py" in outputs[4] and "points at" not in outputs[4]  # an edit that changed something

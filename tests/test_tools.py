@@ -346,6 +346,8 @@ def test_an_ambiguous_edit_offers_each_place_as_an_edit_to_copy_its_own_last_edi
     done = call(box, "edit_file", path="calc.py", old="def multiply(a, b):\n    return a + b",
                 new="def multiply(a, b):\n    return a * b")  # the edit copied from the refusal: unique
     assert done.ok and (tmp_path / "work/calc.py").read_text().endswith("    return a * b\n")
+    indented = call(box, "edit_file", path="calc.py", old="return a * b", new="    return a * b")
+    assert not indented.ok and "the same but for the indentation the file has already" in indented.output
 
 
 def test_an_ambiguous_edit_that_no_nearby_lines_make_unique_shows_its_places(box, tmp_path):

@@ -10,7 +10,11 @@ tell the model from them:
   the `old` to use: told only where the text came from, a 1.5B model copied the next finding in 4
   of 4 samples; shown the line, it deleted `import os` in 3 of 4. So also when only the first
   line of `old` is the report's, the rest run on in the model's own words;
-- of the places an ambiguous edit could mean, the one in the function the failing check calls.
+- of the places an ambiguous edit could mean, the one in the function the failing check calls;
+- an edit that changed nothing (made before, or `new` the same as `old`) is shown the line of that
+  file the latest check report still points at: a small model that fixed half a line (a status,
+  not the body) or one of two uses of a name repeats its first edit, and takes "made before" for
+  done.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from itertools import chain
 
 from ..errors import ToolFailure
 from ..models.base import ToolCall
+from ..tools.files import NO_CHANGE
 from ..tools.pyedit import functions, innermost
 from .context import Context
 from .sources import quoted, shared_line
@@ -37,7 +42,33 @@ def added(call: ToolCall, output: str, context: Context, repeated: bool, read: C
     """What follows the tool's own output; `read` reads a file of the workdir (and refuses others)."""
     misquoted = _misquoted(call, context, read) if call.name == "edit_file" and NOT_FOUND in output else ""
     called = _called(call, output, context.report, read) if call.name == "edit_file" and AMBIGUOUS in output else ""
-    return misquoted + called + (REPEAT_NOTICE if repeated else "")
+    unchanged = call.name == "edit_file" and any(mark in output for mark in NO_CHANGE)
+    left = _left(call, context.report, read, NO_CHANGE[0] in output) if unchanged else ""
+    return misquoted + called + left + (REPEAT_NOTICE if repeated else "")
+
+
+def _left(call: ToolCall, report: str | None, read: Callable[[str], str], made: bool) -> str:
+    """For an edit of `path` that changed nothing (`made`: one made before): the first line of `path`
+    that the latest check report points at (`path:8`, `File "path", line 8`, `path: contains ... at
+    line 8`, the source note's `path line 8`), if it is there and not blank. Said as the next edit to
+    make: told only that the report "still points at" the line, a 1.5B model that had renamed one use
+    of two called `finish` in 5 of 6 samples; told to edit it next, "put it in `old`, and in `new` what
+    it should become", it did in 5 of 6, but 2 of them imported `old`; told to edit it "to what the
+    objective needs it to read", it renamed the import in 6 of 6."""
+    path = call.args.get("path") if isinstance(call.args, dict) else None
+    if not report or not isinstance(path, str):
+        return ""
+    try:
+        lines = read(path).splitlines()
+    except (ToolFailure, OSError):
+        return ""
+    for found in _pointer(path, prose=True).finditer(report):
+        number = int(next(n for n in found.groups() if n))
+        if 0 < number <= len(lines) and lines[number - 1].strip():
+            return (f"\n[{'That edit is in place, but the' if made else 'The'} work is not done: the latest check "
+                    f"report points at {path} line {number}, which reads {quoted(lines[number - 1])}. Edit that "
+                    "line next, to what the objective needs it to read.]")
+    return ""
 
 
 def _called(call: ToolCall, output: str, report: str | None, read: Callable[[str], str]) -> str:
@@ -112,8 +143,7 @@ def _pointed_line(text: str, snippet: str, path: str, lines: list[str]) -> int |
     """The line of `path` (read as `lines`) that the text around `snippet` points at (`path:LINE`,
     `File "path", line LINE`): on the snippet's own line (`inventory.py:1:8: F401 ...`), else the
     first after it (ruff's `--> inventory.py:1:8`), else the last before it; a blank line is none."""
-    name = re.escape(path.removeprefix("./"))
-    pointer = re.compile(rf'(?<![\w/.-])(?:\./)?(?:{name}:(\d+)|File "(?:\./)?{name}", line (\d+))')
+    pointer = _pointer(path)
     start, end = _line_span(text, snippet)
     before = list(pointer.finditer(text, max(0, start - NEAR), start))
     chosen = next(chain(pointer.finditer(text, start, end), pointer.finditer(text, end, end + NEAR), reversed(before)),
@@ -122,6 +152,14 @@ def _pointed_line(text: str, snippet: str, path: str, lines: list[str]) -> int |
         return None
     number = int(chosen.group(1) or chosen.group(2))
     return number if 0 < number <= len(lines) and lines[number - 1].strip() else None
+
+
+def _pointer(path: str, prose: bool = False) -> re.Pattern[str]:
+    """A pointer at a line of `path`: `path:LINE`, `File "path", line LINE`; with `prose`, also a
+    line that names `path` and then `line LINE` (a file check's finding, the source note)."""
+    name = re.escape(path.removeprefix("./"))
+    said = r'|[^\n`]*?\bline (\d+)' if prose else ""
+    return re.compile(rf'(?<![\w/.-])(?:\./)?{name}(?::(\d+)|", line (\d+){said})')
 
 
 def _line_span(text: str, snippet: str) -> tuple[int, int]:

@@ -25,6 +25,9 @@ MAX_MATCHES = 200
 MAX_SEARCH_BYTES = 2 * 1024 * 1024
 FOLDER_HINT = 20  # files named when read_file is given a folder
 MADE_BEFORE = "{path} has the new text in place already: this edit was made before; nothing changed"
+SAME = "old and new are the same{but}, so this edit would change nothing; put the corrected text in `new`"
+LOOSE_SAME = "the old text matched loosely (whitespace or quotes), and the new text is the same; nothing changed"
+NO_CHANGE = ("this edit was made before", "this edit would change nothing", LOOSE_SAME)  # an edit's result says it
 WHOLE_LINES = 100  # read_file returns files this short whole, whatever range was asked for
 REWRITE_LINES = 40  # a failed edit of a file this short suggests write_file (if offered): copying `old`
 # exactly, quotes escaped inside a JSON argument, is what small models fail at, not writing a file
@@ -113,14 +116,16 @@ def edit_file(ws: Workspace, path: str, old: str, new: str, replace_all: bool = 
     if old == new:  # said before any ambiguity: the choices it offers would change nothing either
         # Not a word of deleting here: a small model told an empty `new` deletes took it as advice, and
         # deleted lines it had sent unchanged (bench/real_model.py, 2 runs of 2 that got that hint).
-        raise ToolFailure("old and new are the same, so this edit would change nothing; put the corrected text "
-                          "in `new`")
+        raise ToolFailure(SAME.format(but=""))
     if count > 1 and not replace_all:
         # No word of replace_all here: small models take it up, and change every one.
         raise ToolFailure(f"the old text occurs {count} times in {path}, so it is not clear which to change; "
                           "nothing changed. To change one, call edit_file again with its lines:\n"
                           f"{choices(text, old, new, ws.written.get(target))}")
     if count == 1 and in_place(text, old, new):  # `new` extends `old` and is there: a second time adds a copy
+        if new.strip() == old.strip():  # a line sent back as it is, with its indentation: not a change made
+            # before, which a small model took for done, and finished (bench/real_model.py, docstring)
+            raise ToolFailure(SAME.format(but=" but for the indentation the file has already"))
         return MADE_BEFORE.format(path=path)
     edited, how = text.replace(old, new, -1 if replace_all else 1), ""
     if count == 1 and target.suffix in (".py", ".pyi") and (meant := as_meant(text, old, new)):
@@ -146,7 +151,7 @@ def _edit_loosely(ws: Workspace, target: Path, path: str, text: str, old: str, n
                           f"space, quote and line break counts.{whole}")
     edited, how = loose
     if edited == text:
-        return "the old text matched loosely (whitespace or quotes), and the new text is the same; nothing changed"
+        return LOOSE_SAME
     ws.made.setdefault(target, []).append(new)
     shown = _write_edit(ws, target, path, text, edited)
     return f"edited {path}: the old text matched {how}{shown}"
