@@ -73,7 +73,7 @@ def test_http_check_waits_for_a_late_service_then_judges_what_it_answers(write, 
     assert outcome.status.value == "verified" and loop.counters.iteration == 2
     first, second = [e["results"][0] for e in events(loop.record.folder, "verify")]
     assert not first["passed"]
-    assert first["summary"].startswith("json: $.status is 'starting', expected 'ok'; answered after")
+    assert first["summary"].startswith('json: $.status is "starting", expected "ok"; answered after')
     assert first["duration_s"] >= 0.9
     report = loop.model.calls[1]["messages"][-1]["content"]
     assert '{"status": "starting"}' in report and "HTTP 200" in report
@@ -165,11 +165,19 @@ def test_file_rules_of_each_kind(write, tmp_path, files, failing):
 
 
 def test_a_parse_error_shows_the_line_it_names_and_the_one_before(write, tmp_path):
+    write("out/data.json", '{\n  "ok": true,\n  "items": [1 2]\n}\n')
+    loop, _ = run_spec(write, tmp_path, FILE_CHECKS, [{"say": "done"}], "stop: {max_iterations: 1}\n")
+    summary = next(r["summary"] for r in events(loop.record.folder, "verify")[0]["results"] if r["name"] == "json")
+    assert summary.endswith('at line 3 `"items": [1 2]`, after line 2 `"ok": true,`'), summary
+
+
+def test_a_trailing_comma_is_named_first_with_its_own_line_not_the_parsers(write, tmp_path):
     write("out/data.json", '{\n  "ok": true,\n  "items": [1, 2],\n}\n')
     loop, _ = run_spec(write, tmp_path, FILE_CHECKS, [{"say": "done"}], "stop: {max_iterations: 1}\n")
     summary = next(r["summary"] for r in events(loop.record.folder, "verify")[0]["results"] if r["name"] == "json")
-    assert summary.endswith('at line 4 `}`, after line 3 `"items": [1, 2],`. JSON allows no comma after the last '
-                            'item: remove the one at the end of line 3'), summary
+    assert summary.startswith('out/data.json: json: is not valid JSON: line 3 `"items": [1, 2],` ends with a comma '
+                              'after the last item, which JSON does not allow: remove that comma (the parser: '
+                              'Expecting property name'), summary
 
 
 @pytest.mark.parametrize("text,cause", [
@@ -293,3 +301,15 @@ def test_a_rising_metric_counts_as_progress(write, tmp_path, step, status):
     turns = [{"tools": [{"read_file": {"path": f"f{i}"}}]} for i in range(6)]
     _, outcome = run_spec(write, tmp_path, checks, turns, "stop: {max_iterations: 6, no_progress: 3}\n")
     assert outcome.status.value == status
+
+
+@pytest.mark.parametrize("found,summary", [
+    ('{"port": "8080", "debug": false}', '$.port is "8080" (a string), expected 8080 (a number)'),
+    ('{"port": 8080, "debug": 0}', "$.debug is 0 (a number), expected false (a boolean)"),  # 0 == False in Python
+    ('{"port": 8080, "debug": null}', "$.debug is null (null), expected false (a boolean)"),
+])
+def test_a_json_value_that_differs_is_said_in_json_with_both_kinds(write, tmp_path, found, summary):
+    write("conf.json", found)
+    checks = "verify:\n  - {name: conf, file: {path: conf.json, json: {port: 8080, debug: false}}}\n"
+    loop, _ = run_spec(write, tmp_path, checks, [{"say": "done"}], "stop: {max_iterations: 1}\n")
+    assert events(loop.record.folder, "verify")[0]["results"][0]["summary"] == f"conf.json: json: {summary}"

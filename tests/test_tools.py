@@ -194,7 +194,7 @@ def test_background_children_do_not_outlive_a_finished_command(tmp_path):
 
 
 def test_huge_output_is_cut_with_a_note(tmp_path, monkeypatch):
-    monkeypatch.setattr("runner.tools.shell.MAX_CAPTURE", 1000)
+    monkeypatch.setattr("runner.tools.capture.MAX_CAPTURE", 1000)
     result = run_command("seq 1 100000", tmp_path, timeout=10)
     assert "bytes of output cut here" in result.output and len(result.output) < 1200
     assert result.output.startswith("1\n2\n") and result.output.rstrip().endswith("100000")

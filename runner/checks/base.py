@@ -5,6 +5,7 @@ The kinds (command, http, file, judge) import this module, never the verifier th
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -89,9 +90,21 @@ def mismatch(expected: Any, actual: Any, path: str = "$") -> str | None:
             return f"{path} is {_kind(actual)}, expected a list of {len(expected)}"
         return next((m for i, (e, a) in enumerate(zip(expected, actual))
                      if (m := mismatch(e, a, f"{path}[{i}]"))), None)
-    return None if expected == actual else f"{path} is {actual!r}, expected {expected!r}"
+    if expected == actual and isinstance(expected, bool) == isinstance(actual, bool):  # 0 is not false
+        return None
+    kinds = "" if _type(expected) == _type(actual) else f" ({_type(actual)})"
+    return f"{path} is {_kind(actual)}{kinds}, expected {_kind(expected)}" + (f" ({_type(expected)})" if kinds else "")
 
 
 def _kind(value: Any) -> str:
+    """A value as JSON writes it (YAML reads that too): `false`, `"8080"`. Python's `False` and
+    `'8080'` in a report on a JSON file led a 1.5B model to write them into it."""
     return f"a list of {len(value)}" if isinstance(value, list) else (
-        "a map" if isinstance(value, dict) else repr(value))
+        "a map" if isinstance(value, dict) else json.dumps(value, ensure_ascii=False, default=str))
+
+
+def _type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return ("a number" if isinstance(value, (int, float)) else "a string" if isinstance(value, str)
+            else "null" if value is None else type(value).__name__)

@@ -89,6 +89,21 @@ def _rules(env: CheckEnv, spec: FileCheck, pattern: str) -> list[str]:
     return problems
 
 
+def _not_parsed(text: str, exc: Exception) -> str:
+    """Why `text` does not parse. A comma after a JSON list's or object's last item is said first,
+    with its own line: the parser names the line after it, and a 1.5B model sent to that line
+    (`}`) by the report replaced `}` with `}` until it gave up."""
+    said = str(exc).splitlines()[0]
+    if isinstance(exc, json.JSONDecodeError):
+        before = text[:exc.pos].rstrip()
+        if before.endswith(",") and text[exc.pos:exc.pos + 1] in "}]":
+            number = before.count("\n") + 1
+            line = before.rsplit("\n", 1)[-1].strip()[:80]
+            return (f"line {number} `{line}` ends with a comma after the last item, which JSON does not allow: "
+                    f"remove that comma (the parser: {said})")
+    return said + _around(text, exc)
+
+
 def _around(text: str, exc: Exception) -> str:
     """The line a parse error names and the one before it (a stray comma there is the usual cause)."""
     mark = getattr(exc, "problem_mark", None)
@@ -106,9 +121,6 @@ def _json_cause(text: str, exc: json.JSONDecodeError) -> str:
     """The usual cause of a JSON error, said plainly: a parser's message names what it expected, not
     what is wrong, and a small model does not see a trailing comma or Python's `True` in it."""
     before, rest = text[:exc.pos].rstrip(), text[exc.pos:]
-    if before.endswith(",") and rest[:1] in "}]":
-        line = before.count("\n") + 1
-        return f". JSON allows no comma after the last item: remove the one at the end of line {line}"
     word = re.match(r"[A-Za-z_]\w*", rest) if exc.msg in ("Expecting value", ("Expecting property name enclosed "
                                                           "in double quotes")) else None
     if word and word.group(0) in PYTHON_WORDS:
@@ -145,7 +157,7 @@ def _file_problems(spec: FileCheck, data: bytes) -> list[str]:
             try:
                 found = mismatch(expected, parse(text))
             except (ValueError, yaml.YAMLError) as exc:
-                found = f"is not valid {label.upper()}: {str(exc).splitlines()[0]}{_around(text, exc)}"
+                found = f"is not valid {label.upper()}: {_not_parsed(text, exc)}"
             if found:
                 problems.append(f"{label}: {found}")
     return problems

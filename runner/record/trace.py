@@ -15,13 +15,12 @@ RUNS_DIR is `--runs-dir`, else $LOOP_RUNS_DIR, else WORKDIR/.loop/runs.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Protocol, TextIO
@@ -29,6 +28,7 @@ from typing import IO, Any, Protocol, TextIO
 import yaml
 
 from ..errors import RunError, UsageError
+from .lock import hold
 from .masking import masked
 from .snapshot import RUNS_MARKER
 
@@ -256,36 +256,6 @@ def _journal_lines(path: Path) -> list[dict[str, Any]]:
         return _objects(path.read_text(encoding="utf-8", errors="replace").splitlines(), "counters")
     except FileNotFoundError:
         return []
-
-
-def hold(path: Path, wait: float, refusal: Callable[[str], Exception]) -> IO[str]:
-    """An exclusive lock on `path`, naming this process in it, held until the handle is closed (or
-    the process ends); `refusal(holder's pid)` is raised when another process holds it."""
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - the caller holds it
-    if not _flocked(handle, wait):
-        handle.seek(0)
-        holder = handle.read().strip() or "?"
-        handle.close()
-        raise refusal(holder) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
-def _flocked(handle: IO[str], wait: float) -> bool:
-    """Take the exclusive lock, waiting up to `wait`: a writer killed a moment ago may still have a
-    child between fork and exec holding the lock's file (on a busy machine, for tens of milliseconds)."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:

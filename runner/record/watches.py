@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import UsageError
+from .lock import hold
 from .snapshot import RUNS_MARKER
-from .trace import hold, now, write_atomic
+from .trace import now, write_atomic
 
 
 def today() -> str:

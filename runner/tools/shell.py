@@ -31,10 +31,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import IO
+
+from .capture import Capture
 
 CONTROL = ";&|`$<>(){}*?[]\n\r"
-MAX_CAPTURE = 8 * 1024 * 1024  # bytes kept of one command's output (head and tail)
 
 _live: dict[int, str] = {}  # every running command of this process: its pid, and the run it belongs to
 _live_lock = threading.Lock()
@@ -112,7 +112,7 @@ def run_command(command: str | list[str], cwd: Path, timeout: float, env: dict[s
                 cancel: threading.Event | None = None, owner: Processes | None = None,
                 pass_fds: tuple[int, ...] = (), ended: Callable[[], None] | None = None) -> CommandResult:
     """Run `command` (a string runs with `bash -c`) in `cwd`; stdout and stderr together, cut to
-    MAX_CAPTURE. `owner.kill()` ends it early; `cancel` set (a check round stopped by Ctrl-C) kills
+    `MAX_CAPTURE`. `owner.kill()` ends it early; `cancel` set (a check round stopped by Ctrl-C) kills
     a command that the kill came too early for. `pass_fds` stay open in the command; `ended` is
     called once it is over, before its output is awaited (it cuts a sandbox's lifeline)."""
     owner = owner if owner is not None else Processes((env or {}).get("LOOP_RUN_ID", ""))
@@ -121,7 +121,7 @@ def run_command(command: str | list[str], cwd: Path, timeout: float, env: dict[s
     timed_out = threading.Event()
     proc: subprocess.Popen[bytes] | None = None
     timer: threading.Timer | None = None
-    capture: _Capture | None = None
+    capture: Capture | None = None
     try:
         with _interrupts_held(), _live_lock:  # started and registered at once: a sweep never takes it for an orphan
             proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -130,7 +130,7 @@ def run_command(command: str | list[str], cwd: Path, timeout: float, env: dict[s
             pid = proc.pid
             _live[pid] = owner.run_id
             owner._add(pid)
-            capture = _Capture(proc.stdout)
+            capture = Capture(proc.stdout)
             capture.start()
             if (cancel is not None and cancel.is_set()) or owner.stopped:
                 _kill_group(pid)
@@ -280,33 +280,3 @@ def reap(run_id: str) -> int:
     for pgid in groups:
         _kill_group(pgid)
     return len(groups)
-
-
-class _Capture(threading.Thread):
-    """Reads a command's output as it comes and keeps its first and last MAX_CAPTURE/2 bytes, so
-    memory and disk stay bounded however much it prints; the text says how much was left out."""
-
-    def __init__(self, stream: IO[bytes] | None):
-        super().__init__(name="command-output", daemon=True)
-        self.fd = stream.fileno() if stream is not None else -1
-        self.head, self.tail = bytearray(), bytearray()
-        self.total = 0
-
-    def run(self) -> None:
-        half = MAX_CAPTURE // 2
-        with contextlib.suppress(OSError):
-            while chunk := os.read(self.fd, 1 << 16):
-                self.total += len(chunk)
-                room = max(half - len(self.head), 0)
-                self.head += chunk[:room]
-                self.tail += chunk[room:]
-                if len(self.tail) > 2 * half:  # trimmed now and then, not on every chunk
-                    del self.tail[:-half]
-
-    def text(self) -> str:
-        half = MAX_CAPTURE // 2
-        tail = bytes(self.tail[-half:]) if self.total > MAX_CAPTURE else bytes(self.tail)
-        left_out = self.total - len(self.head) - len(tail)
-        note = f"\n[... {left_out} bytes of output cut here ...]\n" if left_out else ""
-        return (bytes(self.head).decode("utf-8", errors="replace") + note
-                + tail.decode("utf-8", errors="replace"))
