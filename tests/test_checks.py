@@ -171,13 +171,17 @@ def test_a_parse_error_shows_the_line_it_names_and_the_one_before(write, tmp_pat
     assert summary.endswith('at line 3 `"items": [1 2]`, after line 2 `"ok": true,`'), summary
 
 
-def test_a_trailing_comma_is_named_first_with_its_own_line_not_the_parsers(write, tmp_path):
-    write("out/data.json", '{\n  "ok": true,\n  "items": [1, 2],\n}\n')
+@pytest.mark.parametrize("text,cause", [
+    ('{\n  "ok": true,\n  "items": [1, 2],\n}\n', ('line 3 `"items": [1, 2],` ends with a comma after the last item, '
+     "which JSON does not allow: remove that comma (the parser: Expecting property name")),
+    ('{\n  "ok": true\n  "items": [1, 2]\n}\n', ('line 2 `"ok": true` needs a comma at its end: another item follows '
+     "it (the parser: Expecting ',' delimiter: line 3")),
+])
+def test_a_comma_too_many_or_missing_is_named_first_with_its_own_line_not_the_parsers(write, tmp_path, text, cause):
+    write("out/data.json", text)
     loop, _ = run_spec(write, tmp_path, FILE_CHECKS, [{"say": "done"}], "stop: {max_iterations: 1}\n")
     summary = next(r["summary"] for r in events(loop.record.folder, "verify")[0]["results"] if r["name"] == "json")
-    assert summary.startswith('out/data.json: json: is not valid JSON: line 3 `"items": [1, 2],` ends with a comma '
-                              'after the last item, which JSON does not allow: remove that comma (the parser: '
-                              'Expecting property name'), summary
+    assert summary.startswith(f"out/data.json: json: is not valid JSON: {cause}"), summary
 
 
 @pytest.mark.parametrize("text,cause", [
@@ -304,9 +308,11 @@ def test_a_rising_metric_counts_as_progress(write, tmp_path, step, status):
 
 
 @pytest.mark.parametrize("found,summary", [
-    ('{"port": "8080", "debug": false}', '$.port is "8080" (a string), expected 8080 (a number)'),
-    ('{"port": 8080, "debug": 0}', "$.debug is 0 (a number), expected false (a boolean)"),  # 0 == False in Python
-    ('{"port": 8080, "debug": null}', "$.debug is null (null), expected false (a boolean)"),
+    ('{"port": "8080", "debug": false}', ('$.port is "8080" (a string), expected 8080 (a number), at line 1 '
+     '`{"port": "8080", "debug": false}`')),
+    ('{\n  "port": 8080,\n  "debug": 0\n}', ('$.debug is 0 (a number), expected false (a boolean), at line 3 '
+     '`"debug": 0`')),  # 0 == False in Python
+    ('{"port": 8080}', "$.debug is missing"),
 ])
 def test_a_json_value_that_differs_is_said_in_json_with_both_kinds(write, tmp_path, found, summary):
     write("conf.json", found)

@@ -120,7 +120,7 @@ def test_an_edit_that_changed_nothing_is_shown_the_line_the_report_still_points_
     assert "edited shop.py" in outputs[4] and "points at" not in outputs[4]  # an edit that changed something
 
 
-def test_an_unchanged_edit_of_a_json_file_is_sent_to_the_trailing_comma_not_the_brace_after_it(write, loop_cli):
+def test_edits_of_a_json_file_are_sent_to_its_trailing_comma_not_to_the_brace_after_it(write, loop_cli):
     # The parser names line 5 (`}`); the comma to remove ends line 4. Sent to line 5, a 1.5B model
     # replaced `}` with `}` until no_progress.
     write("settings.json", '{\n  "port": 8080,\n  "debug": false,\n  "database": "sqlite:///data.db",\n}\n')
@@ -130,8 +130,11 @@ def test_an_unchanged_edit_of_a_json_file_is_sent_to_the_trailing_comma_not_the_
     path = spec(write, """
         - tools:
             - edit_file: {path: settings.json, old: "}", new: "}"}
+            - edit_file: {path: settings.json, old: ",", new: ""}
         """, checks)
     outputs = _edit_outputs(path, loop_cli)
+    assert "occurs 3 times" in outputs[1] and outputs[1].endswith(  # it took the first of the lines listed
+        "\n[The latest check report points at line 4: change that one.]")
     assert outputs[0].endswith("the latest check report points at settings.json line 4, which reads "
                                '`"database": "sqlite:///data.db",`. Edit that line next, to what the objective '
                                "needs it to read.]"), outputs[0]

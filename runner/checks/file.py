@@ -90,18 +90,31 @@ def _rules(env: CheckEnv, spec: FileCheck, pattern: str) -> list[str]:
 
 
 def _not_parsed(text: str, exc: Exception) -> str:
-    """Why `text` does not parse. A comma after a JSON list's or object's last item is said first,
-    with its own line: the parser names the line after it, and a 1.5B model sent to that line
-    (`}`) by the report replaced `}` with `}` until it gave up."""
+    """Why `text` does not parse. A comma after a JSON list's or object's last item, or one missing
+    between two items, is said first, with its own line: the parser names the line after it, and a
+    1.5B model sent to that line (`}`) by the report replaced `}` with `}` until it gave up."""
     said = str(exc).splitlines()[0]
     if isinstance(exc, json.JSONDecodeError):
         before = text[:exc.pos].rstrip()
+        number, line = before.count("\n") + 1, before.rsplit("\n", 1)[-1].strip()[:80]
         if before.endswith(",") and text[exc.pos:exc.pos + 1] in "}]":
-            number = before.count("\n") + 1
-            line = before.rsplit("\n", 1)[-1].strip()[:80]
             return (f"line {number} `{line}` ends with a comma after the last item, which JSON does not allow: "
                     f"remove that comma (the parser: {said})")
+        if exc.msg == "Expecting ',' delimiter" and "\n" in text[len(before):exc.pos]:  # the next item's line
+            return (f"line {number} `{line}` needs a comma at its end: another item follows it "
+                    f"(the parser: {said})")
     return said + _around(text, exc)
+
+
+def _key_line(text: str, found: str) -> str:
+    """Where the key a mismatch names (`$.a.port is ...`) is written: the first line that sets it
+    (`"port":`, `port:`), so the model, and the hint to a model stuck on that file, go to it."""
+    key = re.match(r"\$(?:\.\w+|\[\d+\])*\.(\w+)\b", found)
+    if key is None:
+        return ""
+    setting = re.compile(r"""(?:^|[{,\s])["']?""" + re.escape(key.group(1)) + r"""["']?\s*:""")
+    number = next((n for n, line in enumerate(text.splitlines(), 1) if setting.search(line)), None)
+    return f", at line {number} `{text.splitlines()[number - 1].strip()[:80]}`" if number else ""
 
 
 def _around(text: str, exc: Exception) -> str:
@@ -156,6 +169,7 @@ def _file_problems(spec: FileCheck, data: bytes) -> list[str]:
         if expected is not None:
             try:
                 found = mismatch(expected, parse(text))
+                found = found and found + _key_line(text, found)
             except (ValueError, yaml.YAMLError) as exc:
                 found = f"is not valid {label.upper()}: {_not_parsed(text, exc)}"
             if found:

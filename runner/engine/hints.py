@@ -10,7 +10,8 @@ tell the model from them:
   the `old` to use: told only where the text came from, a 1.5B model copied the next finding in 4
   of 4 samples; shown the line, it deleted `import os` in 3 of 4. So also when only the first
   line of `old` is the report's, the rest run on in the model's own words;
-- of the places an ambiguous edit could mean, the one in the function the failing check calls;
+- of the places an ambiguous edit could mean, the one the failing check points at, or the one in
+  the function it calls;
 - an edit that changed nothing (made before, or `new` the same as `old`) is shown the line of that
   file the latest check report still points at: a small model that fixed half a line (a status,
   not the body) or one of two uses of a name repeats its first edit, and takes "made before" for
@@ -72,19 +73,23 @@ def _left(call: ToolCall, report: str | None, read: Callable[[str], str], made: 
 
 
 def _called(call: ToolCall, output: str, report: str | None, read: Callable[[str], str]) -> str:
-    """For an ambiguous edit: which of its places is in the one function that the latest check report
-    calls (`multiply(4, 5)` in a failing assertion). With `return a + b` in `add` and in `multiply`, a
-    run of the quickstart's model changed `add`'s; at that context 5 of 6 samples took `multiply`'s,
-    6 of 6 when told which one the test calls."""
+    """For an ambiguous edit: which of its places the latest check report points at (a 1.5B model
+    removing a JSON file's trailing comma with `old: ","` took the first of three lines listed), else
+    which is in the one function that the report calls (`multiply(4, 5)` in a failing assertion).
+    With `return a + b` in `add` and in `multiply`, a run of the quickstart's model changed `add`'s;
+    at that context 5 of 6 samples took `multiply`'s, 6 of 6 when told which one the test calls."""
     path = call.args.get("path") if isinstance(call.args, dict) else None
     if not report or not isinstance(path, str):
         return ""
+    candidates = [int(n) for n in re.findall(r"^- line (\d+)", output, re.MULTILINE)]
+    pointed = {int(next(n for n in m.groups() if n)) for m in _pointer(path, prose=True).finditer(report)}
+    if len(meant := pointed & set(candidates)) == 1:
+        return f"\n[The latest check report points at line {meant.pop()}: change that one.]"
     try:
         found = functions(read(path))
     except (ToolFailure, OSError):
         return ""
-    places = {int(n): getattr(innermost(found, int(n)), "name", None)
-              for n in re.findall(r"^- line (\d+)", output, re.MULTILINE)}
+    places = {int(n): getattr(innermost(found, int(n)), "name", None) for n in candidates}
     named = {n: name for n, name in places.items() if name and re.search(rf"(?<!\w){name}\(", report)}
     if len(named) != 1 or len(set(places.values())) != len(places):
         return ""
