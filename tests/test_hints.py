@@ -134,7 +134,24 @@ def test_edits_of_a_json_file_are_sent_to_its_trailing_comma_not_to_the_brace_af
         """, checks)
     outputs = _edit_outputs(path, loop_cli)
     assert "occurs 3 times" in outputs[1] and outputs[1].endswith(  # it took the first of the lines listed
-        "\n[The latest check report points at line 4: change that one.]")
+        '\n[The latest check report points at line 4: change that one, with old "  \\"database\\": '
+        '\\"sqlite:///data.db\\",", new "  \\"database\\": \\"sqlite:///data.db\\"".]')
     assert outputs[0].endswith("the latest check report points at settings.json line 4, which reads "
                                '`"database": "sqlite:///data.db",`. Edit that line next, to what the objective '
                                "needs it to read.]"), outputs[0]
+
+
+def test_an_edit_that_swaps_back_an_earlier_one_is_told_it_goes_back_and_forth(write, loop_cli):
+    write("server.py", "def reply():\n    return 404, {'error': 'not found'}\n")
+    checks = "verify:\n  - {name: health, run: 'exit 1'}\nstop: {max_iterations: 2}\n"
+    path = spec(write, """
+        - tools:
+            - edit_file: {path: server.py, old: "return 404", new: "return 200"}
+        - tools:
+            - edit_file: {path: server.py, old: "return 200", new: "return 404"}
+            - edit_file: {path: server.py, old: "return 404", new: "return 200"}
+        """, checks)
+    outputs = _edit_outputs(path, loop_cli)
+    assert "edited server.py" in outputs[0] and "undoes" not in outputs[0]
+    for back in outputs[1:]:  # 200 -> 404 undoes the first; 404 -> 200 then undoes that one
+        assert "edited server.py" in back and "[This edit undoes an earlier edit of yours" in back, back

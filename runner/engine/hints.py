@@ -12,6 +12,7 @@ tell the model from them:
   line of `old` is the report's, the rest run on in the model's own words;
 - of the places an ambiguous edit could mean, the one the failing check points at, or the one in
   the function it calls;
+- an edit that swaps back an earlier one is told so: neither version passed;
 - an edit that changed nothing (made before, or `new` the same as `old`) is shown the line of that
   file the latest check report still points at: a small model that fixed half a line (a status,
   not the body) or one of two uses of a name repeats its first edit, and takes "made before" for
@@ -20,6 +21,7 @@ tell the model from them:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from itertools import chain
@@ -35,6 +37,10 @@ REPEAT_NOTICE = ("\n[You have made this identical call 3 times in a row; its res
                  "Try a different approach.]")
 NOT_FOUND = "the old text was not found in"
 AMBIGUOUS = "so it is not clear which to change"
+EDITED = "edited "
+UNDONE = ("\n[This edit undoes an earlier edit of yours (its `old` and `new` swapped): the file is back as it was "
+          "before that edit. Going back and forth will not meet the objective: if the checks failed on both versions, "
+          "make a different change.]")
 MIN_QUOTED = 8  # characters: a shorter `old` (a word) stands in many places by chance
 NEAR = 400  # characters around the copied text in which a pointer to the file's line counts
 
@@ -45,7 +51,29 @@ def added(call: ToolCall, output: str, context: Context, repeated: bool, read: C
     called = _called(call, output, context.report, read) if call.name == "edit_file" and AMBIGUOUS in output else ""
     unchanged = call.name == "edit_file" and any(mark in output for mark in NO_CHANGE)
     left = _left(call, context.report, read, NO_CHANGE[0] in output) if unchanged else ""
-    return misquoted + called + left + (REPEAT_NOTICE if repeated else "")
+    undone = UNDONE if call.name == "edit_file" and output.startswith(EDITED) and _undoes(call, context) else ""
+    return misquoted + called + left + undone + (REPEAT_NOTICE if repeated else "")
+
+
+def _undoes(call: ToolCall, context: Context) -> bool:
+    """Whether this edit swaps back an earlier edit of the run that changed the file (its `new` and
+    `old`, same path): a 1.5B model set a 404 to 200 and back three times, each time after a check
+    had failed on it."""
+    args = call.args if isinstance(call.args, dict) else {}
+    undoing = (args.get("path"), args.get("new"), args.get("old"))
+    for unit in reversed(context.units):
+        outputs = {m.get("tool_call_id"): m.get("content") or "" for m in unit.messages if m["role"] == "tool"}
+        for earlier in (c for m in unit.messages for c in m.get("tool_calls") or []):
+            if earlier["id"] == call.id or earlier["function"]["name"] != "edit_file":
+                continue
+            try:
+                before = json.loads(earlier["function"]["arguments"])
+            except ValueError:
+                continue
+            if (isinstance(before, dict) and (before.get("path"), before.get("old"), before.get("new")) == undoing
+                    and outputs.get(earlier["id"], "").startswith(EDITED)):
+                return True
+    return False
 
 
 def _left(call: ToolCall, report: str | None, read: Callable[[str], str], made: bool) -> str:
@@ -74,7 +102,8 @@ def _left(call: ToolCall, report: str | None, read: Callable[[str], str], made: 
 
 def _called(call: ToolCall, output: str, report: str | None, read: Callable[[str], str]) -> str:
     """For an ambiguous edit: which of its places the latest check report points at (a 1.5B model
-    removing a JSON file's trailing comma with `old: ","` took the first of three lines listed), else
+    removing a JSON file's trailing comma with `old: ","` took the first of three lines listed, in 3
+    of 3 runs, and again when told the line's number alone: so its edit is said again), else
     which is in the one function that the report calls (`multiply(4, 5)` in a failing assertion).
     With `return a + b` in `add` and in `multiply`, a run of the quickstart's model changed `add`'s;
     at that context 5 of 6 samples took `multiply`'s, 6 of 6 when told which one the test calls."""
@@ -83,8 +112,11 @@ def _called(call: ToolCall, output: str, report: str | None, read: Callable[[str
         return ""
     candidates = [int(n) for n in re.findall(r"^- line (\d+)", output, re.MULTILINE)]
     pointed = {int(next(n for n in m.groups() if n)) for m in _pointer(path, prose=True).finditer(report)}
-    if len(meant := pointed & set(candidates)) == 1:
-        return f"\n[The latest check report points at line {meant.pop()}: change that one.]"
+    if len(meant := pointed & set(candidates)) == 1:  # its edit said again, last: the model takes the first listed
+        number = meant.pop()
+        edit = re.search(rf"^- line {number}: (old .*)$", output, re.MULTILINE)
+        return (f"\n[The latest check report points at line {number}: change that one"
+                + (f", with {edit.group(1)}.]" if edit else ".]"))
     try:
         found = functions(read(path))
     except (ToolFailure, OSError):
