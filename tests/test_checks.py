@@ -309,9 +309,13 @@ def test_a_rising_metric_counts_as_progress(write, tmp_path, step, status):
 
 @pytest.mark.parametrize("found,summary", [
     ('{"port": "8080", "debug": false}', ('$.port is "8080" (a string), expected 8080 (a number), at line 1 '
-     '`{"port": "8080", "debug": false}`')),
+     '`{"port": "8080", "debug": false}`: make it `{"port": 8080, "debug": false}`')),
     ('{\n  "port": 8080,\n  "debug": 0\n}', ('$.debug is 0 (a number), expected false (a boolean), at line 3 '
-     '`"debug": 0`')),  # 0 == False in Python
+     '`"debug": 0`: make it `"debug": false`')),  # 0 == False in Python
+    ('{"port": 8080,\n "debug": "off"}', ('$.debug is "off" (a string), expected false (a boolean), at line 2 '
+     '`"debug": "off"}`: make it `"debug": false}`')),
+    ('{"port": 8080,\n "debug":\n  "off"}', ('$.debug is "off" (a string), expected false (a boolean), at line 2 '
+     '`"debug":`')),  # the value is on a line of its own: no line to offer
     ('{"port": 8080}', "$.debug is missing"),
 ])
 def test_a_json_value_that_differs_is_said_in_json_with_both_kinds(write, tmp_path, found, summary):
