@@ -173,7 +173,7 @@ def test_a_parse_error_shows_the_line_it_names_and_the_one_before(write, tmp_pat
 
 @pytest.mark.parametrize("text,cause", [
     ('{\n  "ok": true,\n  "items": [1, 2],\n}\n', ('line 3 `"items": [1, 2],` ends with a comma after the last item, '
-     "which JSON does not allow: remove that comma (the parser: Expecting property name")),
+     "which JSON does not allow: remove it (the parser: Expecting property name")),
     ('{\n  "ok": true\n  "items": [1, 2]\n}\n', ('line 2 `"ok": true` needs a comma at its end: another item follows '
      "it (the parser: Expecting ',' delimiter: line 3")),
 ])

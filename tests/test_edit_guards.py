@@ -99,6 +99,10 @@ def test_writes_are_refused_only_when_they_break_a_file_that_parsed(box, tmp_pat
     (work / "s.json").write_text('{"port": 8080}\n')
     broken = call(box, "write_file", path="s.json", content='{"port": 8080,}\n')
     assert not broken.ok and "invalid JSON" in broken.output and (work / "s.json").read_text() == '{"port": 8080}\n'
+    assert "In it, line 1 `{\"port\": 8080,}` ends with a comma after the last item" in broken.output
+    (work / "s.json").write_text('{\n  "port": 8080,\n  "debug": "no"\n}\n')
+    dropped = call(box, "edit_file", path="s.json", old='"port": 8080,', new='"port": 8080')  # the comma between
+    assert not dropped.ok and "In it, line 2 `\"port\": 8080` needs a comma at its end" in dropped.output
     assert call(box, "write_file", path="new.py", content="def f(:\n").ok  # no file before: nothing it breaks
     assert call(box, "edit_file", path="new.py", old="def f(:", new="def f(:\n    pass").ok  # mending, step by step
     assert call(box, "write_file", path="notes.txt", content="(").ok

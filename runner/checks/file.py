@@ -22,6 +22,7 @@ from ..record.snapshot import glob_match, walk
 from ..spec.format import Spec
 from ..spec.prompts import Renderer
 from ..spec.verify import FileCheck
+from ..tools.syntax import misplaced_comma
 from ..tools.workspace import Workspace
 from .base import CheckEnv, CheckResult, mismatch, tail
 
@@ -90,20 +91,11 @@ def _rules(env: CheckEnv, spec: FileCheck, pattern: str) -> list[str]:
 
 
 def _not_parsed(text: str, exc: Exception) -> str:
-    """Why `text` does not parse. A comma after a JSON list's or object's last item, or one missing
-    between two items, is said first, with its own line: the parser names the line after it, and a
-    1.5B model sent to that line (`}`) by the report replaced `}` with `}` until it gave up."""
+    """Why `text` does not parse: a misplaced JSON comma first, on its own line; else the parser's
+    message and the lines it names."""
     said = str(exc).splitlines()[0]
-    if isinstance(exc, json.JSONDecodeError):
-        before = text[:exc.pos].rstrip()
-        number, line = before.count("\n") + 1, before.rsplit("\n", 1)[-1].strip()[:80]
-        if before.endswith(",") and text[exc.pos:exc.pos + 1] in "}]":
-            return (f"line {number} `{line}` ends with a comma after the last item, which JSON does not allow: "
-                    f"remove that comma (the parser: {said})")
-        if exc.msg == "Expecting ',' delimiter" and "\n" in text[len(before):exc.pos]:  # the next item's line
-            return (f"line {number} `{line}` needs a comma at its end: another item follows it "
-                    f"(the parser: {said})")
-    return said + _around(text, exc)
+    comma = misplaced_comma(text) if isinstance(exc, json.JSONDecodeError) else ""
+    return f"{comma} (the parser: {said})" if comma else said + _around(text, exc)
 
 
 def _key_line(text: str, found: str, expected: Any, actual: Any) -> str:

@@ -39,6 +39,26 @@ def error(kind: str, text: str) -> tuple[int, str] | None:
     return None
 
 
+def misplaced_comma(text: str) -> str:
+    """A comma after a JSON list's or object's last item, or one missing between two items, said
+    with the line it belongs to: the parser names the line after it, and a 1.5B model sent to that
+    line (`}`) replaced `}` with `}` until it gave up. Empty when `text` has neither."""
+    try:
+        json.loads(text)
+        return ""
+    except json.JSONDecodeError as exc:
+        before, gap = text[:exc.pos].rstrip(), exc.pos
+        number = before.count("\n") + 1
+        line = text.splitlines()[number - 1].strip()[:80]
+        if before.endswith(",") and text[gap:gap + 1] in "}]":
+            return f"line {number} `{line}` ends with a comma after the last item, which JSON does not allow: remove it"
+        if exc.msg == "Expecting ',' delimiter" and "\n" in text[len(before):gap]:  # the next item's line
+            return f"line {number} `{line}` needs a comma at its end: another item follows it"
+    except (ValueError, RecursionError):
+        pass
+    return ""
+
+
 def refuse_breaking(path: str, before: str, after: str, hint: Callable[[], str] = str) -> None:
     """Raise a ToolFailure if `after` does not parse where `before` did; `hint()` ends its message."""
     kind = KINDS.get(PurePath(path).suffix.lower())
@@ -51,9 +71,10 @@ def refuse_breaking(path: str, before: str, after: str, hint: Callable[[], str] 
     lines = after.splitlines()
     start, end = max(line - 1 - AROUND, 0), min(line + AROUND, len(lines))
     shown = "\n".join(f"{n + 1:>4} | {lines[n][:200]}" for n in range(start, end))
+    comma = misplaced_comma(after) if kind == "JSON" else ""
     raise ToolFailure(f"not done: the change would leave {path} invalid {kind} ({message}, line {line}); the file "
-                      f"is unchanged. It would read:\n```\n{shown}\n```\nSend a change that keeps it valid {kind}"
-                      + hint())
+                      f"is unchanged. It would read:\n```\n{shown}\n```\n" + (f"In it, {comma}. " if comma else "")
+                      + f"Send a change that keeps it valid {kind}" + hint())
 
 
 def whole_line(path: str, text: str, old: str) -> str:
