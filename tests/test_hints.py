@@ -155,3 +155,21 @@ def test_an_edit_that_swaps_back_an_earlier_one_is_told_it_goes_back_and_forth(w
     assert "edited server.py" in outputs[0] and "undoes" not in outputs[0]
     for back in outputs[1:]:  # 200 -> 404 undoes the first; 404 -> 200 then undoes that one
         assert "edited server.py" in back and "[This edit undoes an earlier edit of yours" in back, back
+
+
+def test_an_edit_that_puts_back_a_text_a_check_forbids_there_is_told_so(write, loop_cli):
+    write("shop/orders.py", "from shop.users import get_usr\n\n\nprint(get_user(1))\n")
+    write("notes.txt", "get_usr\n")
+    checks = ("verify:\n  - {name: old-name-gone, file: {path: 'shop/*.py', not_contains: get_usr}}\n"
+              "stop: {max_iterations: 1}\n")
+    path = spec(write, """
+        - tools:
+            - edit_file: {path: shop/orders.py, old: "get_user(1)", new: "get_usr(1)"}
+            - edit_file: {path: shop/orders.py, old: "get_usr(1)", new: "get_usr(2)"}
+            - edit_file: {path: notes.txt, old: "get_usr", new: "get_usr get_usr"}
+        """, checks)
+    outputs = _edit_outputs(path, loop_cli)
+    assert outputs[0].endswith("\n[This puts `get_usr` into shop/orders.py, which the check `old-name-gone` says must "
+                               "not contain it: it moves away from the objective.]"), outputs[0]
+    assert "moves away" not in outputs[1]  # it was there already: this edit did not bring it in
+    assert "edited notes.txt" in outputs[2] and "moves away" not in outputs[2]  # a file the check does not cover

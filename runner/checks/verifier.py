@@ -108,6 +108,13 @@ def protected_globs(spec: Spec, renderer: Renderer) -> list[str]:
                     for i, check in enumerate(spec.verify.checks) if check.file and check.file.unchanged]
 
 
+def forbidden_texts(spec: Spec, renderer: Renderer) -> list[tuple[str, str, str]]:
+    """The texts that `not_contains` file checks forbid: (check name, rendered path glob, text)."""
+    return [(check.name, renderer.field(("verify", "checks", i, "file", "path"), check.file.path),
+             check.file.not_contains)
+            for i, check in enumerate(spec.verify.checks) if check.file and check.file.not_contains]
+
+
 def failure_report(renderer: Renderer, results: list[CheckResult], iteration: int, ending: str | None = None,
                    tools: list[str] | None = None, unchanged: bool = False,
                    sources: dict[str, str] | None = None) -> str:

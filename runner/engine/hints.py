@@ -13,6 +13,7 @@ tell the model from them:
 - of the places an ambiguous edit could mean, the one the failing check points at, or the one in
   the function it calls;
 - an edit that swaps back an earlier one is told so: neither version passed;
+- an edit or write that brings in a text a `not_contains` check forbids in that file is told so;
 - an edit that changed nothing (made before, or `new` the same as `old`) is shown the line of that
   file the latest check report still points at: a small model that fixed half a line (a status,
   not the body) or one of two uses of a name repeats its first edit, and takes "made before" for
@@ -28,6 +29,7 @@ from itertools import chain
 
 from ..errors import ToolFailure
 from ..models.base import ToolCall
+from ..record.snapshot import glob_match
 from ..tools.files import NO_CHANGE
 from ..tools.pyedit import functions, innermost
 from .context import Context
@@ -45,14 +47,34 @@ MIN_QUOTED = 8  # characters: a shorter `old` (a word) stands in many places by 
 NEAR = 400  # characters around the copied text in which a pointer to the file's line counts
 
 
-def added(call: ToolCall, output: str, context: Context, repeated: bool, read: Callable[[str], str]) -> str:
-    """What follows the tool's own output; `read` reads a file of the workdir (and refuses others)."""
+def added(call: ToolCall, output: str, context: Context, repeated: bool, read: Callable[[str], str],
+          forbidden: list[tuple[str, str, str]]) -> str:
+    """What follows the tool's own output; `read` reads a file of the workdir (and refuses others);
+    `forbidden`, the texts `not_contains` checks forbid: (check, path glob, text)."""
     misquoted = _misquoted(call, context, read) if call.name == "edit_file" and NOT_FOUND in output else ""
     called = _called(call, output, context.report, read) if call.name == "edit_file" and AMBIGUOUS in output else ""
     unchanged = call.name == "edit_file" and any(mark in output for mark in NO_CHANGE)
     left = _left(call, context.report, read, NO_CHANGE[0] in output) if unchanged else ""
     undone = UNDONE if call.name == "edit_file" and output.startswith(EDITED) and _undoes(call, context) else ""
-    return misquoted + called + left + undone + (REPEAT_NOTICE if repeated else "")
+    brought = _brought_in(call, output, forbidden)
+    return misquoted + called + left + undone + brought + (REPEAT_NOTICE if repeated else "")
+
+
+def _brought_in(call: ToolCall, output: str, forbidden: list[tuple[str, str, str]]) -> str:
+    """For an edit or write that put a text into a file that a `not_contains` check forbids there. A
+    1.5B model renaming `get_usr` read "cannot import name 'get_usr'" as a call to put it back, and
+    undid its own rename of a use."""
+    args = call.args if isinstance(call.args, dict) else {}
+    path, new = args.get("path"), args.get("new" if call.name == "edit_file" else "content")
+    old = args.get("old") if call.name == "edit_file" else ""
+    if not output.startswith((EDITED, "wrote ")) or not isinstance(path, str) or not isinstance(new, str):
+        return ""
+    old = old if isinstance(old, str) else ""
+    for name, glob, text in forbidden:
+        if text in new and text not in old and glob_match(path.removeprefix("./"), glob):
+            return (f"\n[This puts `{text}` into {path}, which the check `{name}` says must not contain it: "
+                    "it moves away from the objective.]")
+    return ""
 
 
 def _undoes(call: ToolCall, context: Context) -> bool:

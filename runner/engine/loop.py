@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checks.base import CheckResult
-from ..checks.verifier import Verifier, failure_report, protected_globs
+from ..checks.verifier import Verifier, failure_report, forbidden_texts, protected_globs
 from ..errors import LoopError, ModelError, RunError
 from ..models.base import Model, ToolCall, Turn
 from ..models.tokens import Counter
@@ -97,6 +97,7 @@ class Loop:
         self.policy = policy_for(self.spec, resolved.files, self.workdir, self.record.folder.parent, previous,
                                  protected_globs(self.spec, self.renderer))
         self.commands = Commands(self.policy, self.policy.environment(self.lineage), self.processes)
+        self.forbidden = forbidden_texts(self.spec, self.renderer)  # an edit that brings one in is told so
         self.verifier = Verifier(self.spec, self.renderer, self.workdir, self.snapshot, self.commands,
                                  self.baselines, self.record.folder / "quarantine")
         hooks = Hooks(self.context.notes, self.artifacts.read, lambda tool, args: run_subloop(self, tool, args, Loop),
@@ -259,7 +260,7 @@ class Loop:
     def record_call(self, call: ToolCall, result: ToolResult, started: float) -> ToolResult:
         """The result into the context (offloaded if large) and the trace."""
         output = result.output + hints.added(call, result.output, self.context, self.progress.note_call(call),
-                                             self.toolbox.workspace.read_text)
+                                             self.toolbox.workspace.read_text, self.forbidden)
         if "usage" in result.record:  # an agent CLI's own spending (agent: worker)
             usage = result.record["usage"]
             self.counters.add(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), usage["cost_usd"])
