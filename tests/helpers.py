@@ -20,15 +20,23 @@ def alive(pid: int) -> bool:
 
 def new_children(before: set[int]) -> list[str]:
     """This process's children (a zombie too: it was not waited for) that were not among `before`
-    (pids), by name: a test that starts Ray earlier in the session can leave a Ray worker behind."""
+    (pids), by name and command line. Ray's are left out: Ray, started by an earlier test in the
+    same worker, starts processes of its own at any time."""
     found = []
     for child in psutil.Process().children():
-        if child.pid not in before:
-            try:
-                found.append(child.name())
-            except psutil.NoSuchProcess:  # a zombie's name may be gone; it still counts
-                found.append(f"pid {child.pid}")
+        if child.pid in before:
+            continue
+        try:
+            line = " ".join(child.cmdline())
+            if child.status() == psutil.STATUS_ZOMBIE or not _ray(child.name(), line):
+                found.append(f"{child.name()} ({line[:80]})")
+        except psutil.NoSuchProcess:  # a zombie's details may be gone; it still counts
+            found.append(f"pid {child.pid}")
     return found
+
+
+def _ray(name: str, line: str) -> bool:
+    return name in ("raylet", "gcs_server") or "/ray/" in line or line.startswith("ray::")
 
 
 def wait_until(predicate: Any, timeout: float = 5.0, step: float = 0.02) -> bool:
