@@ -18,20 +18,21 @@ def alive(pid: int) -> bool:
         return False
 
 
-def new_children(before: set[int]) -> list[str]:
-    """This process's children (a zombie too: it was not waited for) that were not among `before`
-    (pids), by name and command line. Ray's are left out: Ray, started by an earlier test in the
-    same worker, starts processes of its own at any time."""
+def new_children(before: set[int], zombies: bool = True) -> list[str]:
+    """This process's children that were not among `before` (pids), by name and command line; with
+    `zombies`, a zombie too (it was not waited for). Ray's are left out: Ray, started by an earlier
+    test in the same worker, starts processes of its own at any time."""
     found = []
     for child in psutil.Process().children():
         if child.pid in before:
             continue
         try:
-            line = " ".join(child.cmdline())
-            if child.status() == psutil.STATUS_ZOMBIE or not _ray(child.name(), line):
+            if child.status() == psutil.STATUS_ZOMBIE:
+                found += [f"{child.name()} (a zombie)"] if zombies else []
+            elif not _ray(child.name(), line := " ".join(child.cmdline())):
                 found.append(f"{child.name()} ({line[:80]})")
-        except psutil.NoSuchProcess:  # a zombie's details may be gone; it still counts
-            found.append(f"pid {child.pid}")
+        except psutil.NoSuchProcess:  # gone meanwhile, or a zombie whose details are gone
+            found += [f"pid {child.pid}"] if zombies else []
     return found
 
 
