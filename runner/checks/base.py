@@ -73,27 +73,45 @@ def tail(text: str, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
     return kept[-chars:]
 
 
-def mismatch(expected: Any, actual: Any, path: str = "$") -> str | None:
+@dataclass
+class Difference:
+    """Where a value fails to contain what a rule expects: the message, and for two scalars that
+    differ, the map key they stand under (None at the top or in a list) and both values."""
+    message: str
+    key: Any = None
+    expected: Any = None
+    actual: Any = None
+    scalars: bool = False
+
+
+def mismatch(expected: Any, actual: Any) -> str | None:
     """Where `actual` fails to contain `expected` (maps: a subset of keys; lists and scalars: equal)."""
+    found = difference(expected, actual)
+    return found.message if found else None
+
+
+def difference(expected: Any, actual: Any, path: str = "$", key: Any = None) -> Difference | None:
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
-            return f"{path} is {_kind(actual)}, expected a map"
-        for key, value in expected.items():
-            if key not in actual:
-                return f"{path}.{key} is missing"
-            found = mismatch(value, actual[key], f"{path}.{key}")
+            return Difference(f"{path} is {_kind(actual)}, expected a map")
+        for name, value in expected.items():
+            if name not in actual:
+                return Difference(f"{path}.{name} is missing")
+            found = difference(value, actual[name], f"{path}.{name}", name)
             if found:
                 return found
         return None
     if isinstance(expected, list):
         if not isinstance(actual, list) or len(actual) != len(expected):
-            return f"{path} is {_kind(actual)}, expected a list of {len(expected)}"
+            return Difference(f"{path} is {_kind(actual)}, expected a list of {len(expected)}")
         return next((m for i, (e, a) in enumerate(zip(expected, actual))
-                     if (m := mismatch(e, a, f"{path}[{i}]"))), None)
+                     if (m := difference(e, a, f"{path}[{i}]"))), None)
     if expected == actual and isinstance(expected, bool) == isinstance(actual, bool):  # 0 is not false
         return None
     kinds = "" if _type(expected) == _type(actual) else f" ({_type(actual)})"
-    return f"{path} is {_kind(actual)}{kinds}, expected {_kind(expected)}" + (f" ({_type(expected)})" if kinds else "")
+    return Difference(f"{path} is {_kind(actual)}{kinds}, expected {_kind(expected)}"
+                      + (f" ({_type(expected)})" if kinds else ""), key, expected, actual,
+                      not isinstance(actual, (dict, list)))
 
 
 def _kind(value: Any) -> str:

@@ -24,7 +24,7 @@ from ..spec.prompts import Renderer
 from ..spec.verify import FileCheck
 from ..tools.syntax import misplaced_comma
 from ..tools.workspace import Workspace
-from .base import CheckEnv, CheckResult, mismatch, tail
+from .base import CheckEnv, CheckResult, Difference, difference, tail
 
 MAX_WALKED = 20000
 PYTHON_WORDS = {"True": "true", "False": "false", "None": "null"}
@@ -98,39 +98,22 @@ def _not_parsed(text: str, exc: Exception) -> str:
     return f"{comma} (the parser: {said})" if comma else said + _around(text, exc)
 
 
-def _key_line(text: str, found: str, expected: Any, actual: Any) -> str:
-    """Where the key a mismatch names (`$.a.port is ...`) is written: the first line that sets it
-    (`"port":`, `port:`), so the model, and the hint to a model stuck on that file, go to it. Where
-    the value stands on that line as JSON writes it, the line as it should read: told a string was
-    expected a number, a 1.5B model replaced `8080` with `8080` until no_progress."""
-    key = re.match(r"\$((?:\.\w+|\[\d+\])*)\.(\w+)\b", found)
-    if key is None:
+def _key_line(text: str, found: Difference) -> str:
+    """Where the key of two differing values is set: the first line that sets it (`"port":`,
+    `port:`), so the model, and the hint to a model stuck on that file, go to it. Where the value
+    stands on that line as JSON writes it, the line as it should read: told a string was expected
+    a number, a 1.5B model replaced `8080` with `8080` until no_progress."""
+    if not isinstance(found.key, str):
         return ""
-    setting = re.compile(r"""(?:^|[{,\s])["']?""" + re.escape(key.group(2)) + r"""["']?\s*:""")
+    setting = re.compile(r"""(?:^|[{,\s])["']?""" + re.escape(found.key) + r"""["']?\s*:""")
     number, line, at = next(((n, line.strip(), m) for n, line in enumerate(text.splitlines(), 1)
                              if (m := setting.search(line.strip()))), (0, "", None))
     if at is None:
         return ""
-    path = [*re.findall(r"\.(\w+)|\[(\d+)\]", key.group(1)), (key.group(2), "")]
-    wanted, there, end = _at(expected, path), _at(actual, path), at.end()
-    shown, put = json.dumps(there, ensure_ascii=False), json.dumps(wanted, ensure_ascii=False)
-    fixed = line[:end] + line[end:].replace(shown, put, 1) if shown in line[end:] and wanted is not _MISSING else ""
+    shown, put = json.dumps(found.actual, ensure_ascii=False), json.dumps(found.expected, ensure_ascii=False)
+    end = at.end()
+    fixed = line[:end] + line[end:].replace(shown, put, 1) if found.scalars and shown in line[end:] else ""
     return f", at line {number} `{line[:80]}`" + (f": make it `{fixed[:80]}`" if fixed else "")
-
-
-_MISSING = object()
-
-
-def _at(value: Any, path: list[tuple[str, str]]) -> Any:
-    """The part of `value` at `path` (keys and list indexes), or _MISSING."""
-    for key, index in path:
-        if key and isinstance(value, dict) and key in value:
-            value = value[key]
-        elif index and isinstance(value, list) and int(index) < len(value):
-            value = value[int(index)]
-        else:
-            return _MISSING
-    return value
 
 
 def _around(text: str, exc: Exception) -> str:
@@ -184,9 +167,8 @@ def _file_problems(spec: FileCheck, data: bytes) -> list[str]:
     for label, expected, parse in (("json", spec.json_, json.loads), ("yaml", spec.yaml_, yaml.safe_load)):
         if expected is not None:
             try:
-                parsed = parse(text)
-                found = mismatch(expected, parsed)
-                found = found and found + _key_line(text, found, expected, parsed)
+                differs = difference(expected, parse(text))
+                found = differs.message + _key_line(text, differs) if differs else None
             except (ValueError, yaml.YAMLError) as exc:
                 found = f"is not valid {label.upper()}: {_not_parsed(text, exc)}"
             if found:

@@ -66,12 +66,11 @@ def _brought_in(call: ToolCall, output: str, forbidden: list[tuple[str, str, str
     undid its own rename of a use."""
     args = call.args if isinstance(call.args, dict) else {}
     path, new = args.get("path"), args.get("new" if call.name == "edit_file" else "content")
-    old = args.get("old") if call.name == "edit_file" else ""
+    old = args.get("old", "") if call.name == "edit_file" else ""
     if not output.startswith((EDITED, "wrote ")) or not isinstance(path, str) or not isinstance(new, str):
         return ""
-    old = old if isinstance(old, str) else ""
     for name, glob, text in forbidden:
-        if text in new and text not in old and glob_match(path.removeprefix("./"), glob):
+        if text in new and text not in str(old) and glob_match(path.removeprefix("./"), glob):
             return (f"\n[This puts `{text}` into {path}, which the check `{name}` says must not contain it: "
                     "it moves away from the objective.]")
     return ""
@@ -113,8 +112,7 @@ def _left(call: ToolCall, report: str | None, read: Callable[[str], str], made: 
         lines = read(path).splitlines()
     except (ToolFailure, OSError):
         return ""
-    for found in _pointer(path, prose=True).finditer(report):
-        number = int(next(n for n in found.groups() if n))
+    for number in _pointed(path, report):
         if 0 < number <= len(lines) and lines[number - 1].strip():
             return (f"\n[{'That edit is in place, but the' if made else 'The'} work is not done: the latest check "
                     f"report points at {path} line {number}, which reads {quoted(lines[number - 1])}. Edit that "
@@ -133,8 +131,7 @@ def _called(call: ToolCall, output: str, report: str | None, read: Callable[[str
     if not report or not isinstance(path, str):
         return ""
     candidates = [int(n) for n in re.findall(r"^- line (\d+)", output, re.MULTILINE)]
-    pointed = {int(next(n for n in m.groups() if n)) for m in _pointer(path, prose=True).finditer(report)}
-    if len(meant := pointed & set(candidates)) == 1:  # its edit said again, last: the model takes the first listed
+    if len(meant := set(_pointed(path, report)) & set(candidates)) == 1:  # its edit said again, last
         number = meant.pop()
         edit = re.search(rf"^- line {number}: (old .*)$", output, re.MULTILINE)
         return (f"\n[The latest check report points at line {number}: change that one"
@@ -219,6 +216,11 @@ def _pointer(path: str, prose: bool = False) -> re.Pattern[str]:
     name = re.escape(path.removeprefix("./"))
     said = r'|[^\n`]*?\bline (\d+)' if prose else ""
     return re.compile(rf'(?<![\w/.-])(?:\./)?{name}(?::(\d+)|", line (\d+){said})')
+
+
+def _pointed(path: str, report: str) -> list[int]:
+    """The lines of `path` that `report` points at, in its order (`_pointer` with prose)."""
+    return [int(next(n for n in found.groups() if n)) for found in _pointer(path, prose=True).finditer(report)]
 
 
 def _line_span(text: str, snippet: str) -> tuple[int, int]:
